@@ -1,0 +1,195 @@
+"""The optional HTTP listener: ``/healthz``, ``/metrics`` and whatever extra routes the daemon adds.
+
+The health decision is the pure function :func:`evaluate_health` over a :class:`HealthSnapshot` at an
+explicit ``now``; the server only reads snapshots (a callable the daemon provides) and never does any
+other I/O. Healthy means:
+
+* the last successful poll is at most ``STALE_AFTER_INTERVALS`` poll intervals old — before the first
+  success, the same allowance is counted from ``started_at`` (starting, not failing); and
+* Slack delivery is not failing.
+
+``HealthServer`` is a stdlib ``ThreadingHTTPServer`` in a daemon thread, bound to 127.0.0.1 by
+default; request lines are logged at DEBUG only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import MappingProxyType
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_INTERVALS = 3
+JSON_TYPE = "application/json"
+
+Route = Callable[[], tuple[int, str, bytes]]
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """What the daemon knows about its own health at one moment. All datetimes timezone-aware UTC."""
+
+    poll_interval: float
+    last_poll_ok_at: datetime | None
+    started_at: datetime
+    last_poll_error: str | None = None  # e.g. "servicenow: HTTP 503"
+    slack_failing: str | None = None  # e.g. "channel_not_found"; None while delivery works
+    sources: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # per-source detail
+
+
+def evaluate_health(s: HealthSnapshot, now: datetime) -> tuple[bool, list[str]]:
+    """Return ``(healthy, reasons)``; ``reasons`` names every failed check and is empty when healthy."""
+    reasons: list[str] = []
+    limit = STALE_AFTER_INTERVALS * s.poll_interval
+    since = s.last_poll_ok_at if s.last_poll_ok_at is not None else s.started_at
+    age = (now - since).total_seconds()
+    if age > limit:
+        reason = f"no successful poll for {age:.0f}s (limit {limit:.0f}s)"
+        if s.last_poll_ok_at is None:
+            reason = f"no successful poll since start {age:.0f}s ago (limit {limit:.0f}s)"
+        if s.last_poll_error:
+            reason += f": {s.last_poll_error}"
+        reasons.append(reason)
+    if s.slack_failing:
+        reasons.append(f"slack delivery failing: {s.slack_failing}")
+    return not reasons, reasons
+
+
+def health_body(s: HealthSnapshot, now: datetime) -> tuple[int, dict[str, Any]]:
+    """The ``/healthz`` status code and JSON document for a snapshot."""
+    healthy, reasons = evaluate_health(s, now)
+    body: dict[str, Any] = {"status": "ok" if healthy else "failing"}
+    if not healthy:
+        body["reasons"] = reasons
+    body.update(
+        {
+            "started_at": _iso(s.started_at),
+            "last_poll_ok_at": _iso(s.last_poll_ok_at),
+            "last_poll_error": s.last_poll_error,
+            "slack_failing": s.slack_failing,
+            "poll_interval": s.poll_interval,
+            "sources": dict(s.sources),
+        }
+    )
+    return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+
+class HealthServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        snapshot: Callable[[], HealthSnapshot],
+        registry: CollectorRegistry,
+        extra_routes: Mapping[str, Route] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._routes: dict[str, Route] = {
+            "/healthz": self._healthz,
+            "/metrics": self._metrics,
+            **(extra_routes or {}),
+        }
+        self._snapshot = snapshot
+        self._registry = registry
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port 0 and started)."""
+        if self._server is None:
+            return self._requested_port
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread. Raises OSError if the address cannot be bound."""
+        if self._server is not None:
+            return
+        server = ThreadingHTTPServer((self._host, self._requested_port), _make_handler(self._routes))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # how quickly stop() returns
+            name="health-http",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("health listener on http://%s:%d/", self._host, self.port)
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def _healthz(self) -> tuple[int, str, bytes]:
+        status, body = health_body(self._snapshot(), self._clock())
+        return status, JSON_TYPE, json.dumps(body, default=str).encode()
+
+    def _metrics(self) -> tuple[int, str, bytes]:
+        return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+
+
+def _make_handler(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "itsm-connector"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            self._respond(send_body=True)
+
+        def do_HEAD(self) -> None:
+            self._respond(send_body=False)
+
+        def _respond(self, send_body: bool) -> None:
+            route = routes.get(self.path.split("?", 1)[0])
+            status: int
+            ctype: str
+            body: bytes
+            if route is None:
+                status, ctype, body = HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n"
+            else:
+                try:
+                    status, ctype, body = route()
+                except Exception:
+                    log.exception("health listener: %s failed", self.path)
+                    status, ctype, body = (
+                        HTTPStatus.INTERNAL_SERVER_ERROR,
+                        "text/plain; charset=utf-8",
+                        b"internal error\n",
+                    )
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if send_body:
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("health listener: %s - " + format, self.address_string(), *args)
+
+    return Handler
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None

@@ -1,0 +1,116 @@
+"""Prometheus metrics for the connector, in a registry of their own.
+
+``Metrics`` owns a fresh ``CollectorRegistry`` (never the process-global one), so tests can build as
+many as they like and the health listener exposes exactly these series. Callers speak in plain
+parameters (``poll_failed("servicenow", "timeout")``); metric objects stay private.
+
+Series (all prefixed ``itsm_connector_``)::
+
+    polls_total{source,result}              counter  result: ok | error
+    poll_errors_total{source,kind}          counter  kind: auth, http, timeout, connection, bad_response…
+    last_success_timestamp_seconds{source}  gauge    unix time of the last successful poll
+    tickets_fetched_total{source}           counter
+    events_total{kind}                      counter  domain events produced (announced, started, …)
+    deliveries_total{sink,result}           counter  result: ok | error | …
+    outbox_depth                            gauge    undelivered events
+    outbox_oldest_age_seconds               gauge    age of the oldest undelivered event (0 when empty)
+    windows{phase}                          gauge    windows known per phase
+    problem_tickets                         gauge    tickets that could not be turned into a window
+    build_info{version}                     gauge    always 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+PREFIX = "itsm_connector"
+
+# The values of connector.domain.window.Phase at the time of writing, as plain strings so this module
+# stays independent of the domain; the daemon should pass ``phases=[p.value for p in Phase]``.
+# set_windows() also accepts phases not listed here (they are remembered and zeroed later).
+DEFAULT_PHASES: tuple[str, ...] = (
+    "pending",
+    "scheduled",
+    "in_progress",
+    "overrun",
+    "ended",
+    "completed",
+    "cancelled",
+    "withdrawn",
+)
+
+
+class Metrics:
+    def __init__(self, version: str, phases: Iterable[str] = DEFAULT_PHASES) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._phases: set[str] = set(phases)
+
+        self._polls = Counter(
+            f"{PREFIX}_polls", "Polls of a ticket source, by result.", ["source", "result"], registry=r
+        )
+        self._poll_errors = Counter(
+            f"{PREFIX}_poll_errors", "Failed polls, by error kind.", ["source", "kind"], registry=r
+        )
+        self._last_success = Gauge(
+            f"{PREFIX}_last_success_timestamp_seconds",
+            "Unix time of the last successful poll.",
+            ["source"],
+            registry=r,
+        )
+        self._fetched = Counter(
+            f"{PREFIX}_tickets_fetched", "Tickets fetched from a source.", ["source"], registry=r
+        )
+        self._events = Counter(f"{PREFIX}_events", "Window events produced, by kind.", ["kind"], registry=r)
+        self._deliveries = Counter(
+            f"{PREFIX}_deliveries", "Event deliveries to sinks, by result.", ["sink", "result"], registry=r
+        )
+        self._outbox_depth = Gauge(f"{PREFIX}_outbox_depth", "Events waiting for delivery.", registry=r)
+        self._outbox_age = Gauge(
+            f"{PREFIX}_outbox_oldest_age_seconds",
+            "Age of the oldest undelivered event (0 when the outbox is empty).",
+            registry=r,
+        )
+        self._windows = Gauge(f"{PREFIX}_windows", "Maintenance windows by phase.", ["phase"], registry=r)
+        self._problems = Gauge(
+            f"{PREFIX}_problem_tickets", "Tickets that could not be turned into a window.", registry=r
+        )
+        self._build_info = Gauge(
+            f"{PREFIX}_build_info", "Build information; always 1.", ["version"], registry=r
+        )
+        self._build_info.labels(version=version).set(1)
+        for phase in sorted(self._phases):
+            self._windows.labels(phase=phase).set(0)
+
+    def poll_succeeded(self, source: str, fetched: int, at: datetime) -> None:
+        """A poll of ``source`` finished at ``at`` (timezone-aware) having fetched ``fetched`` tickets."""
+        self._polls.labels(source=source, result="ok").inc()
+        self._fetched.labels(source=source).inc(fetched)
+        self._last_success.labels(source=source).set(at.timestamp())
+
+    def poll_failed(self, source: str, kind: str) -> None:
+        self._polls.labels(source=source, result="error").inc()
+        self._poll_errors.labels(source=source, kind=kind).inc()
+
+    def event(self, kind: str, n: int = 1) -> None:
+        self._events.labels(kind=kind).inc(n)
+
+    def delivery(self, sink: str, result: str) -> None:
+        self._deliveries.labels(sink=sink, result=result).inc()
+
+    def set_outbox(self, depth: int, oldest_age: float | None) -> None:
+        """Outbox state; ``oldest_age`` in seconds, None (or anything when depth is 0) reads as 0."""
+        self._outbox_depth.set(depth)
+        self._outbox_age.set(oldest_age if depth and oldest_age is not None else 0)
+
+    def set_windows(self, counts: Mapping[str, int]) -> None:
+        """Set the count of every known phase; phases absent from ``counts`` become 0."""
+        self._phases.update(counts)
+        for phase in self._phases:
+            self._windows.labels(phase=phase).set(counts.get(phase, 0))
+
+    def set_problems(self, n: int) -> None:
+        self._problems.set(n)

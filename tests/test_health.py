@@ -1,0 +1,278 @@
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from connector.health import HealthServer, HealthSnapshot, evaluate_health
+from connector.metrics import Metrics
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+BASE = HealthSnapshot(poll_interval=60, last_poll_ok_at=None, started_at=T0)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "now", "healthy", "reasons"),
+    [
+        pytest.param(BASE, at(0), True, [], id="just-started"),
+        pytest.param(BASE, at(180), True, [], id="starting-boundary"),
+        pytest.param(
+            BASE,
+            at(181),
+            False,
+            ["no successful poll since start 181s ago (limit 180s)"],
+            id="never-polled-past-limit",
+        ),
+        pytest.param(
+            replace(BASE, last_poll_error="servicenow: HTTP 401"),
+            at(412),
+            False,
+            ["no successful poll since start 412s ago (limit 180s): servicenow: HTTP 401"],
+            id="never-polled-with-error",
+        ),
+        pytest.param(
+            replace(BASE, last_poll_error="servicenow: timeout"),
+            at(100),
+            True,
+            [],
+            id="starting-with-error-within-limit",
+        ),
+        pytest.param(replace(BASE, last_poll_ok_at=at(1000)), at(1000), True, [], id="polled-now"),
+        pytest.param(replace(BASE, last_poll_ok_at=at(1000)), at(1180), True, [], id="poll-age-boundary"),
+        pytest.param(
+            replace(BASE, last_poll_ok_at=at(1000), last_poll_error="servicenow: HTTP 503"),
+            at(1412),
+            False,
+            ["no successful poll for 412s (limit 180s): servicenow: HTTP 503"],
+            id="stale-with-error",
+        ),
+        pytest.param(
+            replace(BASE, last_poll_ok_at=at(1000)),
+            at(1181),
+            False,
+            ["no successful poll for 181s (limit 180s)"],
+            id="stale-no-error",
+        ),
+        pytest.param(
+            replace(BASE, last_poll_ok_at=at(1000), last_poll_error="servicenow: HTTP 503"),
+            at(1100),
+            True,
+            [],
+            id="recent-success-then-one-failure",
+        ),
+        pytest.param(
+            replace(BASE, last_poll_ok_at=at(1000), slack_failing="channel_not_found"),
+            at(1000),
+            False,
+            ["slack delivery failing: channel_not_found"],
+            id="slack-failing",
+        ),
+        pytest.param(
+            replace(BASE, last_poll_ok_at=at(0), last_poll_error="servicenow: HTTP 503", slack_failing="x"),
+            at(600),
+            False,
+            ["no successful poll for 600s (limit 180s): servicenow: HTTP 503", "slack delivery failing: x"],
+            id="both-failing",
+        ),
+        pytest.param(
+            replace(BASE, poll_interval=10, last_poll_ok_at=at(0)),
+            at(31),
+            False,
+            ["no successful poll for 31s (limit 30s)"],
+            id="limit-follows-interval",
+        ),
+        pytest.param(replace(BASE, last_poll_ok_at=at(50)), at(0), True, [], id="clock-skew-future-success"),
+    ],
+)
+def test_evaluate_health(snapshot: HealthSnapshot, now: datetime, healthy: bool, reasons: list[str]) -> None:
+    assert evaluate_health(snapshot, now) == (healthy, reasons)
+
+
+def test_evaluate_health_is_pure() -> None:
+    s = replace(BASE, last_poll_ok_at=at(0), slack_failing="x")
+    assert evaluate_health(s, at(500)) == evaluate_health(s, at(500))
+
+
+# --- the HTTP listener -------------------------------------------------------------------------
+
+
+class Holder:
+    def __init__(self, snapshot: HealthSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def __call__(self) -> HealthSnapshot:
+        return self.snapshot
+
+
+@pytest.fixture
+def holder() -> Holder:
+    return Holder(replace(BASE, last_poll_ok_at=at(0)))
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(version="1.2.3")
+
+
+@pytest.fixture
+def server(holder: Holder, metrics: Metrics) -> Iterator[HealthServer]:
+    def calendar() -> tuple[int, str, bytes]:
+        return 200, "text/calendar; charset=utf-8", b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+
+    def broken() -> tuple[int, str, bytes]:
+        raise RuntimeError("boom")
+
+    srv = HealthServer(
+        "127.0.0.1",
+        0,
+        holder,
+        metrics.registry,
+        extra_routes={"/calendar.ics": calendar, "/broken": broken},
+        clock=lambda: at(60),
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def get(server: HealthServer, path: str) -> tuple[int, str, bytes]:
+    url = f"http://127.0.0.1:{server.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+@pytest.mark.integration
+def test_port_zero_gets_a_real_port(server: HealthServer) -> None:
+    assert server.port > 0
+
+
+@pytest.mark.integration
+def test_healthz_follows_the_snapshot(server: HealthServer, holder: Holder) -> None:
+    status, ctype, body = get(server, "/healthz")
+    assert (status, ctype) == (200, "application/json")
+    doc = json.loads(body)
+    assert doc["status"] == "ok"
+    assert doc["last_poll_ok_at"] == "2024-05-01T12:00:00+00:00"
+
+    holder.snapshot = replace(holder.snapshot, slack_failing="channel_not_found")
+    status, _, body = get(server, "/healthz")
+    assert status == 503
+    assert json.loads(body)["status"] == "failing"
+    assert json.loads(body)["reasons"] == ["slack delivery failing: channel_not_found"]
+
+    holder.snapshot = replace(holder.snapshot, slack_failing=None)
+    status, _, body = get(server, "/healthz")
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"
+
+
+@pytest.mark.integration
+def test_healthz_includes_per_source_detail(server: HealthServer, holder: Holder) -> None:
+    holder.snapshot = replace(holder.snapshot, sources={"servicenow": {"last_error": None, "fetched": 3}})
+    _, _, body = get(server, "/healthz")
+    assert json.loads(body)["sources"] == {"servicenow": {"last_error": None, "fetched": 3}}
+
+
+@pytest.mark.integration
+def test_metrics_exposes_the_registry(server: HealthServer, metrics: Metrics) -> None:
+    metrics.poll_succeeded("servicenow", 7, at(0))
+    metrics.poll_failed("servicenow", "timeout")
+    metrics.event("announced")
+    metrics.delivery("slack", "ok")
+    metrics.set_outbox(2, 30.5)
+    metrics.set_windows({"scheduled": 3, "in_progress": 1})
+    metrics.set_problems(4)
+
+    status, ctype, body = get(server, "/metrics")
+    assert status == 200
+    assert ctype.startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("itsm_connector_polls_total", source="servicenow", result="ok") == 1
+    assert value("itsm_connector_polls_total", source="servicenow", result="error") == 1
+    assert value("itsm_connector_poll_errors_total", source="servicenow", kind="timeout") == 1
+    assert value("itsm_connector_last_success_timestamp_seconds", source="servicenow") == at(0).timestamp()
+    assert value("itsm_connector_tickets_fetched_total", source="servicenow") == 7
+    assert value("itsm_connector_events_total", kind="announced") == 1
+    assert value("itsm_connector_deliveries_total", sink="slack", result="ok") == 1
+    assert value("itsm_connector_outbox_depth") == 2
+    assert value("itsm_connector_outbox_oldest_age_seconds") == 30.5
+    assert value("itsm_connector_windows", phase="scheduled") == 3
+    assert value("itsm_connector_windows", phase="in_progress") == 1
+    assert value("itsm_connector_windows", phase="cancelled") == 0
+    assert value("itsm_connector_problem_tickets") == 4
+    assert value("itsm_connector_build_info", version="1.2.3") == 1
+
+
+@pytest.mark.integration
+def test_extra_routes_404_and_500(server: HealthServer) -> None:
+    assert get(server, "/calendar.ics") == (
+        200,
+        "text/calendar; charset=utf-8",
+        b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+    )
+    assert get(server, "/healthz?verbose=1")[0] == 200
+    assert get(server, "/nope")[0] == 404
+    assert get(server, "/broken")[0] == 500
+
+
+@pytest.mark.integration
+def test_stop_releases_the_port(holder: Holder, metrics: Metrics) -> None:
+    srv = HealthServer("127.0.0.1", 0, holder, metrics.registry)
+    srv.start()
+    port = srv.port
+    srv.stop()
+    again = HealthServer("127.0.0.1", port, holder, metrics.registry)
+    again.start()
+    try:
+        assert again.port == port
+    finally:
+        again.stop()
+
+
+# --- Metrics on its own ------------------------------------------------------------------------
+
+
+def test_each_metrics_has_its_own_registry() -> None:
+    a, b = Metrics("1"), Metrics("1")
+    a.event("announced")
+    assert a.registry is not b.registry
+    assert b.registry.get_sample_value("itsm_connector_events_total", {"kind": "announced"}) is None
+
+
+def test_set_windows_zeroes_absent_phases() -> None:
+    m = Metrics("1")
+    m.set_windows({"scheduled": 2, "odd_phase": 1})
+    m.set_windows({"ended": 5})
+    get_value = m.registry.get_sample_value
+    assert get_value("itsm_connector_windows", {"phase": "scheduled"}) == 0
+    assert get_value("itsm_connector_windows", {"phase": "odd_phase"}) == 0
+    assert get_value("itsm_connector_windows", {"phase": "ended"}) == 5
+
+
+def test_empty_outbox_has_zero_age() -> None:
+    m = Metrics("1")
+    m.set_outbox(0, 99.0)
+    assert m.registry.get_sample_value("itsm_connector_outbox_oldest_age_seconds") == 0

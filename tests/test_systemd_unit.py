@@ -1,0 +1,107 @@
+"""The shipped unit file passes ``systemd-analyze verify`` cleanly and stays hardened.
+
+``verify`` exits 1 when the ExecStart binary is missing and only *warns* (exit 0) on unknown keys or
+bad values, so we run it on a copy whose ExecStart points at an existing executable and fail on any
+stderr. ``--root=`` does not help on systemd 252: with a root, the unit path is looked up inside it
+("Unit ... not found") and ``security`` then exits 0 having checked nothing — so no ``--root``.
+``security --threshold`` is on a 0-100 scale (exposure x 10).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "itsm-connector.service"
+EXEC_START = "/opt/itsm-connector/venv/bin/itsm-connector run --config /etc/itsm-connector/config.yaml"
+MAX_EXPOSURE = 1.5
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def analyze() -> str:
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        pytest.skip("systemd-analyze is not installed")
+    return path
+
+
+def runnable_copy(tmp_path: Path, text: str | None = None) -> Path:
+    """The unit, with ExecStart's binary replaced by this Python (arguments kept)."""
+    text = UNIT.read_text() if text is None else text
+    text, n = re.subn(
+        r"^ExecStart=/opt/itsm-connector/venv/bin/itsm-connector ",
+        f"ExecStart={sys.executable} ",
+        text,
+        flags=re.M,
+    )
+    assert n == 1
+    copy = tmp_path / UNIT.name
+    copy.write_text(text)
+    return copy
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def directives(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith(("#", "["))]
+
+
+def test_unit_declares_what_the_daemon_relies_on() -> None:
+    lines = directives(UNIT.read_text())
+    for expected in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=60",
+        "Restart=on-failure",
+        "DynamicUser=yes",
+        "StateDirectory=itsm-connector",
+        "ConfigurationDirectory=itsm-connector",
+        "LoadCredential=servicenow-password:/etc/itsm-connector/servicenow-password",
+        "LoadCredential=slack-token:/etc/itsm-connector/slack-token",
+        f"ExecStart={EXEC_START}",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "TimeoutStopSec=15",
+        "WantedBy=multi-user.target",
+        "After=network-online.target",
+        "Wants=network-online.target",
+    ]:
+        assert expected in lines
+
+
+def test_verify_prints_nothing(analyze: str, tmp_path: Path) -> None:
+    result = run(analyze, "verify", f"./{UNIT.name}", cwd=runnable_copy(tmp_path).parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout == ""
+
+
+def test_verify_would_catch_a_typo(analyze: str, tmp_path: Path) -> None:
+    """Guards the check above: a misspelt key is only a warning, so stderr is what we must look at."""
+    broken = UNIT.read_text().replace("WatchdogSec=60", "WatchdogSecc=60")
+    result = run(analyze, "verify", f"./{UNIT.name}", cwd=runnable_copy(tmp_path, broken).parent)
+    assert "Unknown key 'WatchdogSecc'" in result.stderr
+
+
+def test_security_exposure_is_low(analyze: str, tmp_path: Path) -> None:
+    copy = runnable_copy(tmp_path)
+    result = run(
+        analyze,
+        "security",
+        "--offline=true",
+        f"--threshold={int(MAX_EXPOSURE * 10)}",
+        f"./{UNIT.name}",
+        cwd=copy.parent,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
