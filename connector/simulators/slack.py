@@ -1,0 +1,361 @@
+"""A Slack Web API simulator on loopback, for the demo, integration tests and benchmarks.
+
+Serves ``POST /api/<method>`` (and GET with query parameters) to a real ``slack_sdk.WebClient``
+pointed at ``base_url``. The shell here does what Slack does before a method runs, in this order:
+
+1. injected faults (FIFO per method): ``429``, ``500``, ``503``, ``slow``, ``drop``,
+   ``lost_response`` (apply the call, then close the socket unanswered), ``error``, ``html``;
+2. auth: ``not_authed`` / ``token_revoked`` / ``invalid_auth``;
+3. the per-channel chat.postMessage rate limit (HTTP 429 + ``Retry-After``);
+4. the method itself, in ``slack_store.SlackStore``.
+
+Every call lands in ``calls``. All state sits behind one lock, so handler threads and the test
+thread can read and write it concurrently.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from connector.simulators.slack_store import (
+    Body,
+    Params,
+    SimChannel,
+    SimMessage,
+    SlackCallError,
+    SlackStore,
+    render_transcript,
+)
+
+__all__ = ["FAULTS", "CallLogEntry", "SimChannel", "SimMessage", "SlackSimulator"]
+
+FAULTS = frozenset({"429", "500", "503", "slow", "drop", "lost_response", "error", "html"})
+DEFAULT_CHANNEL = ("C0MAINT01", "maintenance")
+# A post may arrive this fraction of the interval early and still pass: loopback jitter between a
+# client pacing itself at exactly 1/rate and the server's clock must not turn into a 429.
+RATE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class CallLogEntry:
+    """One API call as the simulator saw it. ``status`` is 0 when the socket was closed unanswered."""
+
+    method: str
+    channel: str | None
+    status: int
+    ok: bool
+    error: str | None
+    fault: str | None = None  # the injected fault that shaped this call, if any
+    ts: str | None = None  # ts of the message posted or updated
+
+
+@dataclass(frozen=True)
+class _Fault:
+    kind: str
+    retry_after: int
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    retry_after: int | None = None
+
+
+def _json_reply(status: int, body: Body, retry_after: int | None = None) -> _Reply:
+    return _Reply(status, json.dumps(body).encode(), retry_after=retry_after)
+
+
+def _decode_params(query: str, body: bytes, content_type: str) -> Params:
+    params: Params = dict(parse_qsl(query, keep_blank_values=True))
+    if not body:
+        return params
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        decoded = json.loads(body)
+        if not isinstance(decoded, dict):
+            raise ValueError("JSON body must be an object")
+        params.update(decoded)
+    else:
+        params.update(parse_qsl(body.decode(), keep_blank_values=True))
+    return params
+
+
+class SlackSimulator:
+    """Loopback Slack: ``with SlackSimulator() as sim: WebClient(token=..., base_url=sim.base_url)``.
+
+    ``clock`` drives the rate limit (default ``time.monotonic``) and, when given, the seconds part of
+    every ts (default ``time.time``). ``post_rate_per_channel`` limits chat.postMessage, thread replies
+    included: a post sooner than 1/rate s after the last accepted one in that channel gets a 429.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokens: Iterable[str] = ("xoxb-test-token",),
+        clock: Callable[[], float] | None = None,
+        post_rate_per_channel: float | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if post_rate_per_channel is not None and post_rate_per_channel <= 0:
+            raise ValueError("post_rate_per_channel must be positive")
+        self._lock = threading.Lock()
+        self._clock = clock or time.monotonic
+        # ts looks like Slack's (epoch seconds) unless a clock is injected, which then drives both.
+        self._store = SlackStore(ts_clock=clock or time.time)
+        self._tokens = set(tokens)
+        self._revoked: set[str] = set()
+        self._interval = None if post_rate_per_channel is None else 1.0 / post_rate_per_channel
+        self._last_post: dict[str, float] = {}
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._calls: list[CallLogEntry] = []
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.add_channel(*DEFAULT_CHANNEL)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> SlackSimulator:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self._server = _Server(self._address, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="slack-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> SlackSimulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/api/"
+
+    # --- arranging the world -----------------------------------------------------------------
+
+    def add_channel(self, channel_id: str, name: str, *, member: bool = True, archived: bool = False) -> None:
+        with self._lock:
+            self._store.channels[channel_id] = SimChannel(channel_id, name, member, archived)
+
+    def set_channel(
+        self, channel_id: str, *, member: bool | None = None, archived: bool | None = None
+    ) -> None:
+        with self._lock:
+            channel = self._store.channels[channel_id]
+            channel.member = channel.member if member is None else member
+            channel.archived = channel.archived if archived is None else archived
+
+    def revoke_token(self, token: str) -> None:
+        with self._lock:
+            self._revoked.add(token)
+
+    def inject(
+        self,
+        method: str,
+        fault: str,
+        *,
+        count: int = 1,
+        retry_after: int = 1,
+        delay: float = 0.0,
+        error: str = "",
+    ) -> None:
+        """Queue ``count`` faults for the next calls of ``method``; empty ``error`` means internal_error."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
+        if count < 1 or retry_after < 1 or delay < 0:
+            raise ValueError("count and retry_after must be >= 1, delay >= 0")
+        with self._lock:
+            queue = self._faults.setdefault(method, deque())
+            queue.extend([_Fault(fault, retry_after, delay, error or "internal_error")] * count)
+
+    # --- reading the world -------------------------------------------------------------------
+
+    def parents(self, channel: str) -> list[SimMessage]:
+        """Top-level messages, oldest first, each with its replies (copies: safe to keep)."""
+        with self._lock:
+            return copy.deepcopy(self._store.channels[channel].messages)
+
+    def transcript(self, channel: str) -> str:
+        with self._lock:
+            return render_transcript(self._store.channels[channel])
+
+    @property
+    def calls(self) -> list[CallLogEntry]:
+        """Every API call so far, oldest first (a copy), including faults and 429s."""
+        with self._lock:
+            return list(self._calls)
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    # --- serving -----------------------------------------------------------------------------
+
+    def _handle(
+        self, method: str, query: str, body: bytes, content_type: str, authorization: str
+    ) -> _Reply | None:
+        """The reply to one HTTP request, or None to close the socket without answering."""
+        try:
+            params = _decode_params(query, body, content_type)
+        except (ValueError, UnicodeDecodeError):
+            self._log(CallLogEntry(method, None, 200, False, "invalid_json"))
+            return _json_reply(200, {"ok": False, "error": "invalid_json"})
+        channel = params.get("channel") if isinstance(params.get("channel"), str) else None
+        with self._lock:
+            queue = self._faults.get(method)
+            fault = queue.popleft() if queue else None
+        kind = fault.kind if fault is not None else None
+        if fault is not None and kind == "slow":
+            time.sleep(fault.delay)
+        if fault is None or kind in ("slow", "lost_response"):
+            token = authorization.removeprefix("Bearer ").strip() or params.get("token")
+            reply, error, ts = self._answer(method, params, token if isinstance(token, str) else None)
+        else:
+            reply, error, ts = *self._fault_reply(fault), None
+        unanswered = kind in ("drop", "lost_response")
+        ok = error is None and kind != "drop"
+        self._log(CallLogEntry(method, channel, 0 if unanswered else reply.status, ok, error, kind, ts))
+        return None if unanswered else reply
+
+    def _log(self, entry: CallLogEntry) -> None:
+        with self._lock:
+            self._calls.append(entry)
+
+    @staticmethod
+    def _fault_reply(fault: _Fault) -> tuple[_Reply, str | None]:
+        """The canned answer for a fault and the error code it carries (None: nothing is sent)."""
+        if fault.kind == "429":
+            error = "ratelimited"
+            return _json_reply(429, {"ok": False, "error": error}, retry_after=fault.retry_after), error
+        if fault.kind in ("500", "503"):
+            error = "internal_error" if fault.kind == "500" else "service_unavailable"
+            return _json_reply(int(fault.kind), {"ok": False, "error": error}), error
+        if fault.kind == "html":
+            html = b"<html><body><h1>Slack is having trouble</h1></body></html>"
+            return _Reply(200, html, "text/html; charset=utf-8"), "html"
+        if fault.kind == "error":
+            return _json_reply(200, {"ok": False, "error": fault.error}), fault.error
+        return _Reply(0, b""), None  # drop: never sent
+
+    def _answer(
+        self, method: str, params: Params, token: str | None
+    ) -> tuple[_Reply, str | None, str | None]:
+        """Auth, rate limit and the method itself: (reply, error code or None, ts posted/updated)."""
+        with self._lock:
+            try:
+                if not token:
+                    raise SlackCallError("not_authed")
+                if token in self._revoked:
+                    raise SlackCallError("token_revoked")
+                if token not in self._tokens:
+                    raise SlackCallError("invalid_auth")
+                now = self._clock()
+                posting_to = self._store.channel_id(str(params.get("channel", "")))
+                posting_to = posting_to if method == "chat.postMessage" else None
+                wait = self._rate_wait(posting_to, now) if posting_to is not None else None
+                if wait is not None:
+                    return _json_reply(429, {"ok": False, "error": "ratelimited"}, wait), "ratelimited", None
+                body = self._store.call(method, params)
+            except SlackCallError as err:
+                return _json_reply(200, {"ok": False, "error": err.error}), err.error, None
+            if posting_to is not None:
+                self._last_post[posting_to] = now
+            ts = body.get("ts") if method in ("chat.postMessage", "chat.update") else None
+            return _json_reply(200, body), None, ts
+
+    def _rate_wait(self, channel_id: str, now: float) -> int | None:
+        """Seconds to tell the client to wait, or None when this post may go through."""
+        last = self._last_post.get(channel_id)
+        if self._interval is None or last is None:
+            return None
+        remaining = self._interval - (now - last)
+        if remaining <= self._interval * RATE_TOLERANCE:
+            return None
+        return max(1, math.ceil(remaining))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sim: SlackSimulator) -> None:
+        super().__init__(address, _Handler)
+        self.sim = sim
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client gave up (timeout) before a slow answer: expected, stay quiet
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "SlackSim/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not url.path.startswith("/api/"):
+            self._send(_json_reply(404, {"ok": False, "error": "unknown_method"}))
+            return
+        reply = self.server.sim._handle(
+            url.path.removeprefix("/api/"),
+            url.query,
+            body,
+            self.headers.get("Content-Type", ""),
+            self.headers.get("Authorization", ""),
+        )
+        if reply is None:
+            self.close_connection = True
+            return
+        self._send(reply)
+
+    def _send(self, reply: _Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        if reply.retry_after is not None:
+            self.send_header("Retry-After", str(reply.retry_after))
+        self.end_headers()
+        self.wfile.write(reply.body)
