@@ -1,0 +1,658 @@
+"""A ServiceNow Table API simulator on loopback, for the demo, integration tests and benchmarks.
+
+It answers ``GET /api/now[/v1|/v2]/table/<table>[/<sys_id>]`` the way a real instance does
+(protocols.md A.1-A.3), including the parts clients get wrong:
+
+* v1 answers an empty result with 404, v2 and the unversioned path with ``200 {"result": []}``;
+* ``sysparm_limit``/``sysparm_offset`` are applied *before* ACLs (``hidden``), so pages come back short;
+* a query condition on an unknown field is ignored (``invalid_query_returns_no_rows`` switches that off);
+* display values show date-times in the API user's zone (America/Los_Angeles) and US format;
+* ``X-Total-Count`` and ``Link`` headers, and the error envelope ``{"error": {...}, "status": "failure"}``.
+
+Faults are queued with :meth:`ServiceNowSimulator.inject` and consumed first-in first-out by matching
+requests. Every request is recorded in :attr:`ServiceNowSimulator.requests`. The encoded-query
+grammar lives in :mod:`connector.simulators.snow_query`.
+
+Run standalone: ``python -m connector.simulators.servicenow --port 8081``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+from connector.simulators.snow_query import parse_query, select
+
+REFERENCES: dict[str, str] = {
+    "cmdb_ci": "cmdb_ci",
+    "ci_item": "cmdb_ci",
+    "task": "change_request",
+    "assignment_group": "sys_user_group",
+    "assigned_to": "sys_user",
+}
+"""Reference field name -> target table. The stored value is the target's sys_id."""
+
+SYSTEM_FIELDS = ("sys_id", "sys_created_on", "sys_updated_on", "sys_mod_count")
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "change_request": (
+        "number", "short_description", "description", "type", "state", "approval", "active", "category",
+        "start_date", "end_date", "work_start", "work_end", "cmdb_ci", "assignment_group", "assigned_to",
+        "risk", "priority", "close_code", "close_notes",
+    ),
+    "task_ci": ("task", "ci_item"),
+    "cmdb_ci": ("name",),
+    "sys_user_group": ("name",),
+    "sys_user": ("name", "user_name"),
+}  # fmt: skip
+"""Tables that exist from the start and their columns; put_record adds tables and columns."""
+
+FAULTS = frozenset({"429", "500", "502", "503", "401", "403", "html", "truncated", "slow", "drop"})
+DISPLAY_ZONE = ZoneInfo("America/Los_Angeles")
+DISPLAY_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+CHOICE_LABELS: dict[tuple[str, str], dict[str, str]] = {
+    ("change_request", "state"): {
+        "-5": "New", "-4": "Assess", "-3": "Authorize", "-2": "Scheduled",
+        "-1": "Implement", "0": "Review", "3": "Closed", "4": "Canceled",
+    },
+    ("change_request", "type"): {"standard": "Standard", "normal": "Normal", "emergency": "Emergency"},
+}  # fmt: skip
+
+_TABLE_PATH = re.compile(r"/api/now(?:/(?P<version>v1|v2))?/table/(?P<table>[^/]+)(?:/(?P<sys_id>[^/]+))?/?")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_JSON = "application/json;charset=UTF-8"
+_NOT_FOUND = ("No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+_HIBERNATING_PAGE = (
+    "<html><head><title>ServiceNow - Instance Hibernating</title></head><body>"
+    "<h1>Your instance is hibernating</h1><p>Sign in to the ServiceNow Developer Program to wake it up.</p>"
+    '<form action="/login.do" method="post"><input name="user_name"/><input name="user_password" '
+    'type="password"/></form></body></html>'
+)
+_BAD_GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+)
+
+
+@dataclass(frozen=True)
+class RequestLogEntry:
+    method: str
+    path: str  # URL path without the query string
+    params: dict[str, str]  # query parameters; the last one wins when a name repeats
+    status: int  # 0 when the "drop" fault closed the connection without an answer
+
+
+@dataclass
+class _Fault:
+    kind: str
+    count: int
+    path_contains: str
+    retry_after: int | None
+    delay: float
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def format_snow_datetime(moment: datetime | None) -> str:
+    """A raw ServiceNow date-time: UTC ``YYYY-MM-DD HH:MM:SS``; naive means UTC; None gives ""."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def make_change(
+    number: str,
+    *,
+    short_description: str,
+    start: datetime | None,
+    end: datetime | None,
+    state: str = "-2",
+    cmdb_ci: str = "",
+    assignment_group: str = "",
+    assigned_to: str = "",
+    type: str = "normal",
+    risk: str = "3",
+    priority: str = "3",
+    description: str = "",
+    **extra: str,
+) -> dict[str, str]:
+    """A change_request record with raw values, ready for :meth:`ServiceNowSimulator.put_record`."""
+    record = {
+        "number": number,
+        "short_description": short_description,
+        "description": description,
+        "type": type,
+        "state": state,
+        "approval": {"-5": "not requested", "-4": "not requested", "-3": "requested"}.get(state, "approved"),
+        "active": "false" if state in ("3", "4") else "true",
+        "category": "Other",
+        "start_date": format_snow_datetime(start),
+        "end_date": format_snow_datetime(end),
+        "work_start": "",
+        "work_end": "",
+        "cmdb_ci": cmdb_ci,
+        "assignment_group": assignment_group,
+        "assigned_to": assigned_to,
+        "risk": risk,
+        "priority": priority,
+        "close_code": "",
+        "close_notes": "",
+    }
+    record.update(extra)
+    return record
+
+
+def _envelope(
+    status: int, message: str, detail: str | None, headers: list[tuple[str, str]] | None = None
+) -> _Reply:
+    body = {"error": {"message": message, "detail": detail}, "status": "failure"}
+    return _Reply(status, _dump(body), headers=headers or [])
+
+
+def _dump(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    try:
+        return int(params.get(name, ""))
+    except ValueError:
+        return default
+
+
+class ServiceNowSimulator:
+    """In-memory ServiceNow instance serving the Table API over HTTP on loopback."""
+
+    def __init__(
+        self,
+        *,
+        username: str = "admin",
+        password: str = "secret",
+        clock: Callable[[], datetime] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+        self.host = host
+        self.port = port
+        self.bearer_tokens: set[str] = set()
+        self.hidden: Callable[[str, dict[str, str]], bool] | None = None
+        self.invalid_query_returns_no_rows = False
+        self.requests: list[RequestLogEntry] = []
+        self._refresh_tokens: set[str] = set()
+        self._lock = threading.RLock()  # data, faults and tokens; re-entrant so `hidden` may call records()
+        self._log_lock = threading.Lock()
+        self._tables: dict[str, dict[str, dict[str, str]]] = {name: {} for name in TABLE_COLUMNS}
+        self._columns: dict[str, set[str]] = {
+            name: {*SYSTEM_FIELDS, *columns} for name, columns in TABLE_COLUMNS.items()
+        }
+        self._faults: list[_Fault] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("ServiceNowSimulator.url is only known after start()")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> ServiceNowSimulator:
+        if self._server is not None:
+            raise RuntimeError("ServiceNowSimulator already started")
+        self._server = _Server((self.host, self.port), _Handler, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="snow-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> ServiceNowSimulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- data --------------------------------------------------------------------------------------
+
+    def put_record(self, table: str, record: dict[str, str]) -> dict[str, str]:
+        """Insert, or replace the record with the same sys_id; returns the stored copy."""
+        _check_strings(record)
+        with self._lock:
+            rows = self._tables.setdefault(table, {})
+            stored = dict(record)
+            stored["sys_id"] = sys_id = record.get("sys_id") or uuid.uuid4().hex
+            old = rows.get(sys_id)
+            now = format_snow_datetime(self.clock())
+            stored.setdefault("sys_created_on", old.get("sys_created_on", now) if old else now)
+            stored.setdefault("sys_updated_on", now)
+            stored.setdefault("sys_mod_count", str(int(old.get("sys_mod_count") or 0) + 1) if old else "0")
+            rows[sys_id] = stored
+            self._columns.setdefault(table, set(SYSTEM_FIELDS)).update(stored)
+            return dict(stored)
+
+    def update_record(self, table: str, sys_id: str, **fields: str) -> dict[str, str]:
+        """Change some fields of an existing record (KeyError if absent); returns the stored copy."""
+        _check_strings(fields)
+        if fields.get("sys_id", sys_id) != sys_id:
+            raise ValueError("update_record cannot change sys_id")
+        with self._lock:
+            stored = self._tables.get(table, {})[sys_id]
+            stored.update(fields)
+            if "sys_updated_on" not in fields:
+                stored["sys_updated_on"] = format_snow_datetime(self.clock())
+            if "sys_mod_count" not in fields:
+                stored["sys_mod_count"] = str(int(stored.get("sys_mod_count") or 0) + 1)
+            self._columns[table].update(fields)
+            return dict(stored)
+
+    def delete_record(self, table: str, sys_id: str) -> None:
+        """Remove a record; KeyError if absent."""
+        with self._lock:
+            del self._tables.get(table, {})[sys_id]
+
+    def records(self, table: str) -> list[dict[str, str]]:
+        """Copies of the table's records in insertion order ([] for an unknown table)."""
+        with self._lock:
+            return [dict(row) for row in self._tables.get(table, {}).values()]
+
+    # -- faults and observation -----------------------------------------------------------------
+
+    def inject(
+        self,
+        fault: str,
+        *,
+        count: int = 1,
+        path_contains: str = "",
+        retry_after: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Queue ``fault`` for the next ``count`` requests whose path-and-query contains ``path_contains``."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._faults.append(_Fault(fault, count, path_contains, retry_after, delay))
+
+    def reset_requests(self) -> None:
+        with self._log_lock:
+            self.requests.clear()
+
+    def _log(self, entry: RequestLogEntry) -> None:
+        with self._log_lock:
+            self.requests.append(entry)
+
+    def _take_fault(self, target: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.path_contains in target:
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    # -- HTTP semantics (transport-free: request in, _Reply out) ------------------------------------
+
+    def _fault_reply(self, fault: _Fault) -> _Reply | None:
+        """The canned answer of a status-like fault; None for faults that alter the normal answer."""
+        headers = [("Retry-After", str(fault.retry_after))] if fault.retry_after is not None else []
+        if fault.kind == "429":
+            headers = headers or [("Retry-After", "1")]
+            return _envelope(429, "Too Many Requests", "Rate limit exceeded", headers)
+        if fault.kind == "500":
+            return _envelope(500, "Internal Server Error", "Simulated fault", headers)
+        if fault.kind == "502":
+            return _Reply(502, _BAD_GATEWAY_PAGE.encode(), "text/html;charset=UTF-8", headers)
+        if fault.kind == "503":
+            return _envelope(503, "Service Unavailable", "Simulated fault", headers)
+        if fault.kind == "401":
+            return _envelope(401, "User Not Authenticated", "Required to provide Auth information")
+        if fault.kind == "403":
+            return _envelope(403, "User Not Authorized", "Failed API level ACL Validation")
+        if fault.kind == "html":
+            return _Reply(200, _HIBERNATING_PAGE.encode(), "text/html;charset=UTF-8")
+        return None
+
+    def _respond(self, method: str, target: str, authorization: str | None, body: bytes) -> _Reply:
+        parts = urlsplit(target)
+        if method == "POST" and parts.path == "/oauth_token.do":
+            return self._oauth_token(dict(parse_qsl(body.decode("utf-8", "replace"))))
+        if not self._authorized(authorization):
+            return _envelope(401, "User Not Authenticated", "Required to provide Auth information")
+        match = _TABLE_PATH.fullmatch(parts.path)
+        if match is None:
+            return _envelope(400, "Requested URI does not represent any resource", None)
+        if method != "GET":
+            return _envelope(405, "Method not Supported", f"{method} is not supported by the simulator")
+        params_list = parse_qsl(parts.query, keep_blank_values=True)
+        table, sys_id = match["table"], match["sys_id"]
+        with self._lock:
+            if table not in self._tables:
+                return _envelope(400, f"Invalid table {table}", None)
+            if sys_id is not None:
+                return self._get_one(table, sys_id, dict(params_list))
+            return self._get_list(table, match["version"], parts.path, params_list)
+
+    def _authorized(self, authorization: str | None) -> bool:
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer":
+            with self._lock:
+                return credentials.strip() in self.bearer_tokens
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return secrets.compare_digest(user, self.username) and secrets.compare_digest(password, self.password)
+
+    def _oauth_token(self, form: dict[str, str]) -> _Reply:
+        grant = form.get("grant_type")
+        with self._lock:
+            if grant == "password":
+                ok = bool(form.get("client_id")) and bool(form.get("client_secret"))
+                ok = ok and form.get("username") == self.username and form.get("password") == self.password
+            elif grant == "refresh_token":
+                ok = form.get("refresh_token", "") in self._refresh_tokens
+            else:
+                ok = False
+            if not ok:
+                return _Reply(401, _dump({"error_description": "access_denied", "error": "server_error"}))
+            access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            self.bearer_tokens.add(access)
+            self._refresh_tokens.add(refresh)
+        token = {"access_token": access, "refresh_token": refresh, "scope": "useraccount",
+                 "token_type": "Bearer", "expires_in": 1800}  # fmt: skip
+        return _Reply(200, _dump(token))
+
+    def _get_one(self, table: str, sys_id: str, params: dict[str, str]) -> _Reply:
+        row = self._tables[table].get(sys_id)
+        if row is None or (self.hidden is not None and self.hidden(table, row)):
+            return _envelope(404, *_NOT_FOUND)
+        render = self._renderer(table, params)
+        return _Reply(200, _dump({"result": render(row)}))
+
+    def _get_list(
+        self, table: str, version: str | None, path: str, params_list: list[tuple[str, str]]
+    ) -> _Reply:
+        params = dict(params_list)
+        offset = _int_param(params, "sysparm_offset", 0)
+        if offset < 0:
+            return _envelope(400, f"offset is {offset}", "Negative offset is not supported")
+        limit = _int_param(params, "sysparm_limit", 10000)
+        limit = limit if limit > 0 else 10000
+        query_text = params.get("sysparm_query") or "^".join(
+            f"{name}={value}" for name, value in params_list if not name.startswith("sysparm_")
+        )
+        rows = select(
+            list(self._tables[table].values()),
+            parse_query(query_text),
+            value_of=self._value_of,
+            is_field=lambda name: self._is_field(table, name),
+            invalid_returns_no_rows=self.invalid_query_returns_no_rows,
+        )
+        page = rows[offset : offset + limit]
+        if self.hidden is not None:
+            hidden = self.hidden
+            page = [row for row in page if not hidden(table, row)]
+        if not page and version == "v1":
+            return _envelope(404, *_NOT_FOUND)
+        headers = []
+        if not _truthy(params.get("sysparm_no_count")):
+            headers.append(("X-Total-Count", str(len(rows))))
+        one_page = offset == 0 and len(rows) <= limit
+        if not one_page and not _truthy(params.get("sysparm_suppress_pagination_header")):
+            headers.append(("Link", self._link_header(path, params_list, offset, limit, len(rows))))
+        render = self._renderer(table, params)
+        return _Reply(200, _dump({"result": [render(row) for row in page]}), headers=headers)
+
+    def _link_header(
+        self, path: str, params_list: list[tuple[str, str]], offset: int, limit: int, total: int
+    ) -> str:
+        kept = [pair for pair in params_list if pair[0] not in ("sysparm_offset", "sysparm_limit")]
+
+        def link(rel: str, at: int) -> str:
+            query = urlencode([*kept, ("sysparm_offset", str(at)), ("sysparm_limit", str(limit))])
+            return f'<{self.url}{path}?{query}>;rel="{rel}"'
+
+        links = [link("first", 0)]
+        if offset > 0:
+            links.append(link("prev", max(0, offset - limit)))
+        if offset + limit < total:
+            links.append(link("next", offset + limit))
+        links.append(link("last", max(0, (total - 1) // limit * limit)))
+        return ",".join(links)
+
+    # -- records as the API shows them --------------------------------------------------------------
+
+    def _value_of(self, record: dict[str, str], name: str) -> str:
+        """Raw value of a possibly dot-walked field, "" when anything on the way is missing."""
+        head, dot, rest = name.partition(".")
+        value = record.get(head, "")
+        while dot and value:
+            target = self._tables.get(REFERENCES.get(head, ""), {}).get(value)
+            if target is None:
+                return ""
+            head, dot, rest = rest.partition(".")
+            value = target.get(head, "")
+        return value
+
+    def _is_field(self, table: str, name: str) -> bool:
+        head, dot, rest = name.partition(".")
+        if head not in self._columns.get(table, ()):
+            return False
+        return not dot or (head in REFERENCES and self._is_field(REFERENCES[head], rest))
+
+    def _renderer(self, table: str, params: dict[str, str]) -> Callable[[dict[str, str]], dict[str, Any]]:
+        requested = [name.strip() for name in params.get("sysparm_fields", "").split(",") if name.strip()]
+        fields = list(dict.fromkeys(name for name in requested if self._is_field(table, name)))
+        columns = sorted(self._columns[table])
+        mode = params.get("sysparm_display_value", "false").strip().lower()
+        mode = mode if mode in ("true", "all") else "false"
+        bare = _truthy(params.get("sysparm_exclude_reference_link"))
+
+        def render(record: dict[str, str]) -> dict[str, Any]:
+            names = fields or [*record, *(name for name in columns if name not in record)]
+            return {name: self._show(table, name, self._value_of(record, name), mode, bare) for name in names}
+
+        return render
+
+    def _show(self, table: str, name: str, raw: str, mode: str, bare: bool) -> Any:
+        target = REFERENCES.get(name.rpartition(".")[2])
+        link = None if target is None or bare or not raw else f"{self.url}/api/now/table/{target}/{raw}"
+        if mode == "false":
+            return raw if link is None else {"link": link, "value": raw}
+        shown = self._display_value(table, name, target, raw)
+        if mode == "true":
+            return shown if link is None else {"display_value": shown, "link": link}
+        if link is None:
+            return {"display_value": shown, "value": raw}
+        return {"display_value": shown, "link": link, "value": raw}
+
+    def _display_value(self, table: str, name: str, target: str | None, raw: str) -> str:
+        if not raw:
+            return ""
+        if target is not None:
+            row = self._tables.get(target, {}).get(raw, {})
+            return row.get("name") or row.get("number") or ""
+        if _DATETIME.fullmatch(raw):
+            moment = datetime.strptime(raw, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+            return moment.astimezone(DISPLAY_ZONE).strftime(DISPLAY_FORMAT)
+        return CHOICE_LABELS.get((table, name), {}).get(raw, raw)
+
+
+def _check_strings(record: dict[str, str]) -> None:
+    bad = sorted(name for name, value in record.items() if not isinstance(value, str))
+    if bad:
+        raise TypeError(f"ServiceNow raw values are strings; not strings: {', '.join(bad)}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: ServiceNowSimulator
+    ) -> None:
+        self.sim = sim
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End idle keep-alive connections so their handler threads finish."""
+        with self._open_lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hanging up mid-answer are normal here; stay quiet
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _dispatch(self, method: str) -> None:
+        sim = self.server.sim
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = urlsplit(self.path)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        fault = sim._take_fault(self.path)
+        if fault is not None and fault.kind == "drop":
+            sim._log(RequestLogEntry(method, parts.path, params, 0))
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        reply = sim._fault_reply(fault) if fault is not None else None
+        if reply is None:
+            try:
+                reply = sim._respond(method, self.path, self.headers.get("Authorization"), body)
+            except Exception as exc:  # a simulator bug must show up in the test, not hang the client
+                reply = _envelope(500, "Simulator error", repr(exc))
+        if fault is not None and fault.kind == "truncated":
+            reply = replace(reply, body=reply.body[: len(reply.body) // 2])
+        sim._log(RequestLogEntry(method, parts.path, params, reply.status))
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+
+def _sample_data(sim: ServiceNowSimulator) -> None:
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    group = sim.put_record("sys_user_group", {"name": "Network"})["sys_id"]
+    user = sim.put_record("sys_user", {"name": "Ada Lovelace", "user_name": "ada"})["sys_id"]
+    router = sim.put_record("cmdb_ci", {"name": "core-router-1"})["sys_id"]
+    db = sim.put_record("cmdb_ci", {"name": "db-primary"})["sys_id"]
+    samples = [
+        ("CHG0030001", "Router firmware upgrade", timedelta(hours=2), "-2", router),
+        ("CHG0030002", "Database failover test", timedelta(hours=-1), "-1", db),
+        ("CHG0030003", "Certificate rotation", timedelta(days=-2), "3", ""),
+    ]
+    for number, title, starts_in, state, ci in samples:
+        change = sim.put_record("change_request", make_change(
+            number, short_description=title, start=now + starts_in, end=now + starts_in + timedelta(hours=1),
+            state=state, cmdb_ci=ci, assignment_group=group, assigned_to=user,
+        ))  # fmt: skip
+        if ci:
+            sim.put_record("task_ci", {"task": change["sys_id"], "ci_item": ci})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="ServiceNow Table API simulator with a few sample changes")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--username", default="admin")
+    parser.add_argument("--password", default="secret")
+    args = parser.parse_args(argv)
+    sim = ServiceNowSimulator(username=args.username, password=args.password, host=args.host, port=args.port)
+    _sample_data(sim)
+    with sim:
+        print(f"ServiceNow simulator on {sim.url} (user {args.username}); Ctrl-C stops it", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
