@@ -1,0 +1,330 @@
+"""The state store: SQLite (stdlib, WAL), schema versioned with ``PRAGMA user_version``.
+
+What it keeps, and why each piece is needed to be exactly-once in effect:
+
+- ``windows``: each window as last seen and the phase last announced (the input of reconcile);
+- ``cursors``: the incremental-sync bookmark per source, written in the same transaction as the
+  windows and events that the fetched page produced;
+- ``events`` + ``deliveries``: the outbox; one delivery row per (event, target). A delivery goes
+  ``pending`` → ``inflight`` (committed *before* the request that is not idempotent) → ``done``.
+  An ``inflight`` row found later means "outcome unknown": the sink must look before it re-posts;
+- ``messages``: per window and target, the Slack message (``ts``) that is kept current;
+- ``problems``: tickets that could not become windows, with the reason, for ``windows --problems``;
+- ``silences``: Alertmanager silences per window;
+- ``meta``: the store's random id (namespaces event ids in Slack metadata) and small facts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from connector.domain.events import Event
+from connector.domain.reconcile import Tracked
+from connector.domain.window import TERMINAL_PHASES, Phase, Problem
+from connector.source.query import Cursor
+from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE windows (
+        source TEXT NOT NULL, sys_id TEXT NOT NULL, number TEXT NOT NULL, phase TEXT NOT NULL,
+        window TEXT NOT NULL, PRIMARY KEY (source, sys_id));
+    CREATE TABLE cursors (
+        source TEXT NOT NULL, name TEXT NOT NULL, updated_on TEXT NOT NULL, sys_id TEXT NOT NULL,
+        PRIMARY KEY (source, name));
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, sys_id TEXT NOT NULL,
+        kind TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE TABLE deliveries (
+        event_id INTEGER NOT NULL REFERENCES events(id), target TEXT NOT NULL, state TEXT NOT NULL,
+        ts TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, updated_at TEXT NOT NULL,
+        PRIMARY KEY (event_id, target));
+    CREATE INDEX deliveries_open ON deliveries (target, state, event_id);
+    CREATE TABLE messages (
+        source TEXT NOT NULL, sys_id TEXT NOT NULL, target TEXT NOT NULL, ts TEXT, state TEXT NOT NULL,
+        rendered TEXT, PRIMARY KEY (source, sys_id, target));
+    CREATE TABLE problems (
+        source TEXT NOT NULL, sys_id TEXT NOT NULL, number TEXT NOT NULL, problems TEXT NOT NULL,
+        first_seen TEXT NOT NULL, PRIMARY KEY (source, sys_id));
+    CREATE TABLE silences (
+        source TEXT NOT NULL, sys_id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (source, sys_id));
+    """,
+]
+
+OPEN_DELIVERY = ("pending", "inflight")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    event_id: int
+    target: str
+    state: str
+    event: Event
+    attempts: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.event.key
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    ts: str | None
+    state: str  # "inflight" (post sent, outcome unknown) or "posted"
+    rendered: str | None
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    source: str
+    sys_id: str
+    number: str
+    problems: list[str]
+    first_seen: datetime
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat()
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        self.store_id = self._meta_get("store_id") or self._init_id()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"state database {self.path} is schema v{version}, newer than this program")
+        for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for stmt in filter(str.strip, script.split(";")):
+                    self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version = {n}")
+
+    def _init_id(self) -> str:
+        sid = uuid.uuid4().hex[:12]
+        with self.transaction():
+            self._meta_set("store_id", sid)
+        return sid
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit. Nested use joins the outer transaction."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _x(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _meta_get(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def _meta_set(self, key: str, value: str) -> None:
+        self._x(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    meta_get = _meta_get
+    meta_set = _meta_set
+
+    # -- windows ----------------------------------------------------------------------------------
+    def get_tracked(self, key: tuple[str, str]) -> Tracked | None:
+        rows = self._q("SELECT window, phase FROM windows WHERE source=? AND sys_id=?", key)
+        return Tracked(window_from_dict(json.loads(rows[0][0])), Phase(rows[0][1])) if rows else None
+
+    def tracked(self, *, open_only: bool = False, source: str | None = None) -> list[Tracked]:
+        sql, args = "SELECT window, phase FROM windows", []
+        where = []
+        if open_only:
+            where.append(f"phase NOT IN ({','.join('?' * len(TERMINAL_PHASES))})")
+            args += [p.value for p in TERMINAL_PHASES]
+        if source is not None:
+            where.append("source=?")
+            args.append(source)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [Tracked(window_from_dict(json.loads(w)), Phase(p)) for w, p in self._q(sql, args)]
+
+    def save_tracked(self, t: Tracked) -> None:
+        self._x(
+            "INSERT INTO windows(source, sys_id, number, phase, window) VALUES(?,?,?,?,?) "
+            "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, phase=excluded.phase, "
+            "window=excluded.window",
+            (*t.window.key, t.window.number, t.phase.value, json.dumps(window_to_dict(t.window))),
+        )
+
+    # -- cursors ----------------------------------------------------------------------------------
+    def cursor(self, source: str, name: str = "changes") -> Cursor | None:
+        rows = self._q("SELECT updated_on, sys_id FROM cursors WHERE source=? AND name=?", (source, name))
+        return Cursor(datetime.fromisoformat(rows[0][0]), rows[0][1]) if rows else None
+
+    def set_cursor(self, source: str, cursor: Cursor | None, name: str = "changes") -> None:
+        if cursor is None:
+            return
+        self._x(
+            "INSERT INTO cursors(source, name, updated_on, sys_id) VALUES(?,?,?,?) ON CONFLICT(source, name) "
+            "DO UPDATE SET updated_on=excluded.updated_on, sys_id=excluded.sys_id",
+            (source, name, _iso(cursor.updated_on), cursor.sys_id),
+        )
+
+    # -- outbox -----------------------------------------------------------------------------------
+    def enqueue(
+        self, events: Sequence[Event], targets: Sequence[str], now: datetime, state: str = "pending"
+    ) -> None:
+        for e in events:
+            cur = self._x(
+                "INSERT INTO events(source, sys_id, kind, payload, created_at) VALUES(?,?,?,?,?)",
+                (*e.key, e.kind.value, json.dumps(event_to_dict(e)), _iso(now)),
+            )
+            for target in targets:
+                self._x(
+                    "INSERT INTO deliveries(event_id, target, state, updated_at) VALUES(?,?,?,?)",
+                    (cur.lastrowid, target, state, _iso(now)),
+                )
+
+    def open_deliveries(self, target: str, limit: int = 1000) -> list[Delivery]:
+        rows = self._q(
+            "SELECT d.event_id, d.state, d.attempts, e.payload FROM deliveries d "
+            "JOIN events e ON e.id=d.event_id "
+            "WHERE d.target=? AND d.state IN ('pending','inflight') ORDER BY d.event_id LIMIT ?",
+            (target, limit),
+        )
+        return [Delivery(i, target, s, event_from_dict(json.loads(p)), a) for i, s, a, p in rows]
+
+    def mark_delivery(
+        self,
+        event_id: int,
+        target: str,
+        state: str,
+        now: datetime,
+        *,
+        ts: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._x(
+            "UPDATE deliveries SET state=?, ts=COALESCE(?, ts), last_error=?, updated_at=?, "
+            "attempts=attempts + (CASE WHEN ?='inflight' THEN 1 ELSE 0 END) WHERE event_id=? AND target=?",
+            (state, ts, error, _iso(now), state, event_id, target),
+        )
+
+    def delivered(self, target: str) -> list[tuple[Event, str | None]]:
+        rows = self._q(
+            "SELECT e.payload, d.ts FROM deliveries d JOIN events e ON e.id=d.event_id "
+            "WHERE d.target=? AND d.state='done' ORDER BY d.event_id",
+            (target,),
+        )
+        return [(event_from_dict(json.loads(p)), ts) for p, ts in rows]
+
+    def outbox_stats(self, now: datetime) -> tuple[int, float]:
+        """(undelivered deliveries, age in seconds of the oldest one)."""
+        n, oldest = self._q(
+            "SELECT COUNT(*), MIN(e.created_at) FROM deliveries d JOIN events e ON e.id=d.event_id "
+            "WHERE d.state IN ('pending','inflight')"
+        )[0]
+        age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+        return int(n), max(age, 0.0)
+
+    # -- messages ---------------------------------------------------------------------------------
+    def message(self, key: tuple[str, str], target: str) -> MessageRef | None:
+        rows = self._q(
+            "SELECT ts, state, rendered FROM messages WHERE source=? AND sys_id=? AND target=?",
+            (*key, target),
+        )
+        return MessageRef(*rows[0]) if rows else None
+
+    def set_message(
+        self, key: tuple[str, str], target: str, *, ts: str | None, state: str, rendered: str | None = None
+    ) -> None:
+        self._x(
+            "INSERT INTO messages(source, sys_id, target, ts, state, rendered) VALUES(?,?,?,?,?,?) "
+            "ON CONFLICT(source, sys_id, target) DO UPDATE SET ts=excluded.ts, state=excluded.state, "
+            "rendered=COALESCE(excluded.rendered, messages.rendered)",
+            (*key, target, ts, state, rendered),
+        )
+
+    def messages(self, target: str) -> dict[tuple[str, str], MessageRef]:
+        rows = self._q("SELECT source, sys_id, ts, state, rendered FROM messages WHERE target=?", (target,))
+        return {(s, i): MessageRef(ts, st, r) for s, i, ts, st, r in rows}
+
+    # -- problems ---------------------------------------------------------------------------------
+    def set_problems(
+        self, source: str, sys_id: str, number: str, problems: Sequence[Problem], now: datetime
+    ) -> bool:
+        """Record a rejected ticket; True when this is new or different (so it is logged once)."""
+        text = json.dumps(sorted(str(p) for p in problems), ensure_ascii=False)
+        rows = self._q("SELECT problems FROM problems WHERE source=? AND sys_id=?", (source, sys_id))
+        if rows and rows[0][0] == text:
+            return False
+        self._x(
+            "INSERT INTO problems(source, sys_id, number, problems, first_seen) VALUES(?,?,?,?,?) "
+            "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, problems=excluded.problems",
+            (source, sys_id, number, text, _iso(now)),
+        )
+        return True
+
+    def clear_problem(self, source: str, sys_id: str) -> bool:
+        return self._x("DELETE FROM problems WHERE source=? AND sys_id=?", (source, sys_id)).rowcount > 0
+
+    def problems(self) -> list[ProblemRow]:
+        rows = self._q("SELECT source, sys_id, number, problems, first_seen FROM problems ORDER BY number")
+        return [ProblemRow(s, i, n, json.loads(p), datetime.fromisoformat(f)) for s, i, n, p, f in rows]
+
+    # -- silences ---------------------------------------------------------------------------------
+    def silences(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        rows = self._q("SELECT data FROM silences WHERE source=? AND sys_id=?", key)
+        return list(json.loads(rows[0][0])) if rows else []
+
+    def set_silences(self, key: tuple[str, str], data: list[dict[str, Any]]) -> None:
+        self._x(
+            "INSERT INTO silences(source, sys_id, data) VALUES(?,?,?) "
+            "ON CONFLICT(source, sys_id) DO UPDATE SET data=excluded.data",
+            (*key, json.dumps(data)),
+        )

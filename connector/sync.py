@@ -1,0 +1,255 @@
+"""One source's sync: cursor → fetch → normalize → reconcile → commit (windows, events, cursor together).
+
+Three jobs, each one short transaction per page so a crash loses nothing and repeats nothing:
+
+- :meth:`Syncer.poll`: the incremental sync of changed tickets, plus new affected-CI rows;
+- :meth:`Syncer.tick`: time-driven events (started, ended, overran) for open windows, no I/O;
+- :meth:`Syncer.refresh`: the slower full check of open windows: affected CIs (editing ``task_ci``
+  may not touch the change's ``sys_updated_on``) and membership (deleted or out of the filter).
+
+Delivery is not done here: events go to the outbox and the sinks drain it on their own schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from connector.domain.events import Event
+from connector.domain.reconcile import Tracked, reconcile
+from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem
+from connector.source.mapping import SourceMapping
+from connector.source.normalize import normalize_change
+from connector.source.query import Cursor, next_cursor
+from connector.store.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+
+class ChangeSource(Protocol):
+    """What :class:`Syncer` needs from an ITSM (``connector.source.servicenow.ServiceNowSource``)."""
+
+    def fetch_changes(
+        self,
+        filter: str,
+        cursor: Cursor | None,
+        fields: list[str],
+        *,
+        signpost: datetime,
+        max_pages: int = ...,
+    ) -> Iterable[tuple[list[dict[str, Any]], Cursor | None]]: ...
+
+    def fetch_by_ids(
+        self, sys_ids: Sequence[str], fields: list[str], filter: str = ""
+    ) -> list[dict[str, Any]]: ...
+
+    def fetch_task_cis(
+        self, *, task_ids: Sequence[str] | None = None, updated_since: Cursor | None = None
+    ) -> list[tuple[str, str, Cursor]]: ...
+
+
+@dataclass
+class PollResult:
+    fetched: int = 0
+    changed: int = 0
+    events: int = 0
+    problems: int = 0
+    first_sync: bool = False
+
+    def add(self, other: PollResult) -> None:
+        self.fetched += other.fetched
+        self.changed += other.changed
+        self.events += other.events
+        self.problems += other.problems
+
+
+class Syncer:
+    def __init__(
+        self,
+        source: ChangeSource,
+        store: Store,
+        *,
+        name: str,
+        base_url: str,
+        table: str,
+        filter: str,
+        mapping: SourceMapping,
+        targets: Sequence[str],
+        first_run: str = "digest",
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.name = name
+        self.base_url = base_url
+        self.table = table
+        self.filter = filter
+        self.mapping = mapping
+        self.fields = mapping.fields.fields()
+        self.targets = list(targets)
+        self.first_run = first_run
+
+    # -- incremental poll -------------------------------------------------------------------------
+    def poll(self, now: datetime) -> PollResult:
+        result = PollResult(first_sync=self.store.meta_get(f"initial_sync_done:{self.name}") is None)
+        cursor = self.store.cursor(self.name)
+        for records, page_cursor in self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now):
+            cis = self._task_cis([str(r.get("sys_id", "")) for r in records]) if records else {}
+            with self.store.transaction():
+                for raw in records:
+                    result.add(
+                        self._apply(raw, cis, now, silent=result.first_sync and self.first_run != "announce")
+                    )
+                self.store.set_cursor(self.name, page_cursor)
+        if result.first_sync:
+            with self.store.transaction():
+                self.store.meta_set(f"initial_sync_done:{self.name}", now.isoformat())
+                if self.first_run == "digest":
+                    for target in self.targets:
+                        self.store.meta_set(f"digest:{target}", "pending")
+        result.add(self._poll_task_cis(now))
+        return result
+
+    def _apply(
+        self, raw: Mapping[str, Any], cis: Mapping[str, list[str]], now: datetime, *, silent: bool = False
+    ) -> PollResult:
+        res = PollResult(fetched=1)
+        normalized = normalize_change(
+            raw, source=self.name, mapping=self.mapping, base_url=self.base_url, table=self.table
+        )
+        sys_id = str(raw.get("sys_id") or "")
+        if isinstance(normalized, list):
+            self._reject(sys_id, normalized, now)
+            res.problems = 1
+            return res
+        w = normalized.with_cis(normalized.cis + tuple(cis.get(normalized.sys_id, ())))
+        if self.store.clear_problem(self.name, w.sys_id):
+            log.info("%s: accepted now (its earlier problem is fixed)", w.number)
+        return self._reconcile(w.key, w, now, silent=silent, into=res)
+
+    def _reject(self, sys_id: str, problems: list[Problem], now: datetime) -> None:
+        number = problems[0].number if problems else sys_id
+        if self.store.set_problems(self.name, sys_id or number, number, problems, now):
+            for p in problems:
+                log.warning(
+                    "rejected ticket %s (source %s): %s; other tickets keep flowing", p.number, self.name, p
+                )
+
+    def _reconcile(
+        self,
+        key: tuple[str, str],
+        w: MaintenanceWindow | None,
+        now: datetime,
+        *,
+        silent: bool = False,
+        into: PollResult | None = None,
+    ) -> PollResult:
+        res = into or PollResult()
+        prev = self.store.get_tracked(key)
+        tracked, events = reconcile(prev, w, now)
+        if tracked is not None and (prev is None or tracked != prev):
+            self.store.save_tracked(tracked)
+            res.changed += 1
+        self._emit(events, now, silent=silent)
+        res.events += len(events)
+        return res
+
+    def _emit(self, events: list[Event], now: datetime, *, silent: bool = False) -> None:
+        if not events:
+            return
+        self.store.enqueue(events, self.targets, now, state="skipped" if silent else "pending")
+        for e in events:
+            log.info(
+                "%s: %s (%s)%s",
+                e.window.number,
+                e.kind,
+                e.phase,
+                " [first sync: digest only]" if silent else "",
+            )
+
+    # -- affected CIs -------------------------------------------------------------------------------
+    def _task_cis(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
+        cis: dict[str, list[str]] = defaultdict(list)
+        for task, ci, _ in self.source.fetch_task_cis(task_ids=task_ids):
+            if ci:
+                cis[task].append(ci)
+        return cis
+
+    def _poll_task_cis(self, now: datetime) -> PollResult:
+        """New or edited ``task_ci`` rows since the last poll: one request when nothing changed."""
+        cursor = self.store.cursor(self.name, "task_ci")
+        if cursor is None:  # nothing to catch up on: the change sync fetched every window's CIs
+            with self.store.transaction():
+                self.store.set_cursor(self.name, Cursor(now, ""), "task_ci")
+            return PollResult()
+        rows = self.source.fetch_task_cis(updated_since=cursor)
+        last = max((c for _, _, c in rows), default=None)
+        touched = {task for task, _, _ in rows}
+        open_ = (
+            {t.window.sys_id: t for t in self.store.tracked(open_only=True, source=self.name)}
+            if touched
+            else {}
+        )
+        affected = [open_[t] for t in touched if t in open_]
+        res = PollResult()
+        if affected:
+            res = self._refresh_cis(affected, now)
+        with self.store.transaction():
+            self.store.set_cursor(self.name, next_cursor(cursor, last, now), "task_ci")
+        return res
+
+    def _refresh_cis(self, tracked: Sequence[Tracked], now: datetime) -> PollResult:
+        cis = self._task_cis([t.window.sys_id for t in tracked])
+        records = self.source.fetch_by_ids([t.window.sys_id for t in tracked], self.fields)
+        res = PollResult()
+        with self.store.transaction():
+            for raw in records:
+                res.add(self._apply(raw, cis, now))
+        return res
+
+    # -- time-driven events -------------------------------------------------------------------------
+    def tick(self, now: datetime) -> PollResult:
+        res = PollResult()
+        with self.store.transaction():
+            for t in self.store.tracked(open_only=True, source=self.name):
+                self._reconcile(t.window.key, t.window, now, into=res)
+        return res
+
+    # -- slow full check ----------------------------------------------------------------------------
+    def refresh(self, now: datetime) -> PollResult:
+        """Re-read open windows: their CIs, and whether each still exists and matches the filter."""
+        open_ = self.store.tracked(open_only=True, source=self.name)
+        if not open_:
+            return PollResult()
+        ids = [t.window.sys_id for t in open_]
+        present = {
+            str(r.get("sys_id")) for r in self.source.fetch_by_ids(ids, ["sys_id"], filter=self.filter)
+        }
+        res = self._refresh_cis([t for t in open_ if t.window.sys_id in present], now)
+        missing = [i for i in ids if i not in present]
+        if missing:
+            outside = {str(r.get("sys_id")): r for r in self.source.fetch_by_ids(missing, self.fields)}
+            with self.store.transaction():
+                for sys_id in missing:
+                    self._leave(sys_id, outside.get(sys_id), now, res)
+        return res
+
+    def _leave(self, sys_id: str, raw: Mapping[str, Any] | None, now: datetime, res: PollResult) -> None:
+        """A window that left the filter: finished tickets say so; the rest are withdrawn."""
+        key = (self.name, sys_id)
+        if raw is not None:
+            w = normalize_change(
+                raw, source=self.name, mapping=self.mapping, base_url=self.base_url, table=self.table
+            )
+            if isinstance(w, MaintenanceWindow):
+                prev = self.store.get_tracked(key)
+                cis = prev.window.cis if prev else ()
+                candidate, _ = reconcile(prev, w.with_cis(cis), now)
+                if candidate is not None and candidate.phase in TERMINAL_PHASES:
+                    self._reconcile(key, w.with_cis(cis), now, into=res)
+                    return
+        log.info("%s left the change feed (%s)", sys_id, "out of the filter" if raw else "deleted")
+        self._reconcile(key, None, now, into=res)

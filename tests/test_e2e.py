@@ -1,0 +1,176 @@
+"""End to end: the real pipeline (pysnow → store → slack_sdk) over loopback HTTP to both simulators.
+
+The clock is injected; nothing sleeps. This is issue 2's acceptance: a change goes
+announce → reschedule → start → complete with exactly one parent message and exactly one thread
+reply per event, times right in Asia/Seoul.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from connector.app import App, build_app
+from connector.config import Settings
+from connector.simulators.servicenow import ServiceNowSimulator, make_change
+from connector.simulators.slack import SlackSimulator
+
+pytestmark = pytest.mark.integration
+
+CHANNEL = "C0MAINT01"
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, Clock, App]]:
+    clock = Clock()
+    with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
+        settings = Settings.model_validate(
+            {
+                "servicenow": {
+                    "url": snow.url,
+                    "username": "admin",
+                    "password": "secret",
+                    "poll_interval": 5,
+                },
+                "slack": {
+                    "token": "xoxb-test-token",
+                    "channel": CHANNEL,
+                    "base_url": slack.base_url,
+                    "locale": "en",
+                    "timezone": "Asia/Seoul",
+                    "post_interval": 0,
+                    "first_run": "announce",
+                },
+                "state": {"path": tmp_path / "state.db"},
+            }
+        )
+        app = build_app(settings, clock=clock)
+        yield snow, slack, clock, app
+        app.close()
+
+
+def cycle(app: App, clock: Clock, at: timedelta) -> None:
+    clock.now = T0 + at
+    app.daemon.poll()
+    app.daemon.tick()
+    app.deliver_slack(clock.now)
+
+
+def mrkdwn(node: object) -> str:
+    """Every mrkdwn text in a block tree (plain_text never parses mentions)."""
+    if isinstance(node, list):
+        return "".join(mrkdwn(n) for n in node)
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn":
+            return str(node.get("text", ""))
+        return "".join(mrkdwn(v) for v in node.values())
+    return ""
+
+
+def sn(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_change_lifecycle_one_parent_one_reply_per_event(
+    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, App],
+) -> None:
+    snow, slack, clock, app = env
+    ci = snow.put_record("cmdb_ci", {"name": "db01"})
+    ci2 = snow.put_record("cmdb_ci", {"name": "db02"})
+    # 02:00–04:00 KST on the 27th
+    rec = snow.put_record(
+        "change_request",
+        make_change(
+            "CHG0040001",
+            short_description="DB patch <!channel>",
+            start=datetime(2026, 11, 26, 17, 0, tzinfo=timezone.utc),
+            end=datetime(2026, 11, 26, 19, 0, tzinfo=timezone.utc),
+            cmdb_ci=ci["sys_id"],
+        ),
+    )
+    snow.put_record("task_ci", {"task": rec["sys_id"], "ci_item": ci2["sys_id"]})
+    cycle(app, clock, timedelta(0))
+    cycle(app, clock, timedelta(minutes=1))  # nothing changed: nothing new
+    parents = slack.parents(CHANNEL)
+    assert len(parents) == 1 and len(parents[0].replies) == 1
+    assert "announced" in parents[0].replies[0].text.lower()
+    assert "2026-11-27 02:00" in parents[0].text + str(parents[0].blocks)
+    assert "KST" in str(parents[0].blocks)
+    assert "<!channel>" not in parents[0].text + mrkdwn(parents[0].blocks)  # plain_text header cannot mention
+    assert "db02" in str(parents[0].blocks)  # affected CI from task_ci
+
+    # rescheduled to 03:00–05:00 KST
+    snow.update_record(
+        "change_request", rec["sys_id"], start_date="2026-11-26 18:00:00", end_date="2026-11-26 20:00:00"
+    )
+    cycle(app, clock, timedelta(minutes=2))
+    replies = slack.parents(CHANNEL)[0].replies
+    assert len(replies) == 2
+    assert "02:00" in replies[1].text and "03:00" in replies[1].text
+
+    cycle(app, clock, timedelta(hours=6))  # 18:00 UTC = planned start: started by the tick alone
+    snow.update_record("change_request", rec["sys_id"], state="-1", work_start="2026-11-26 18:00:00")
+    cycle(app, clock, timedelta(hours=6, minutes=5))
+    snow.update_record(
+        "change_request", rec["sys_id"], state="0", work_end="2026-11-26 19:30:00", close_code="successful"
+    )
+    cycle(app, clock, timedelta(hours=7, minutes=30))
+    cycle(app, clock, timedelta(hours=7, minutes=31))
+
+    parents = slack.parents(CHANNEL)
+    assert len(parents) == 1
+    kinds = [r.text.lower() for r in parents[0].replies]
+    assert len(kinds) == 4, kinds
+    for word, reply in zip(("announced", "rescheduled", "started", "completed"), kinds, strict=True):
+        assert word in reply
+    assert parents[0].edited >= 3  # kept current in place
+    depth, _ = app.store.outbox_stats(clock.now)
+    assert depth == 0
+
+
+def test_first_run_digest_then_normal_operation(tmp_path: Path) -> None:
+    clock = Clock()
+    with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
+        for i in range(12):
+            snow.put_record(
+                "change_request",
+                make_change(
+                    f"CHG00500{i:02d}",
+                    short_description=f"PM {i}",
+                    start=T0 + timedelta(hours=i + 1),
+                    end=T0 + timedelta(hours=i + 2),
+                ),
+            )
+        settings = Settings.model_validate(
+            {
+                "servicenow": {"url": snow.url, "username": "admin", "password": "secret"},
+                "slack": {
+                    "token": "xoxb-test-token",
+                    "channel": CHANNEL,
+                    "base_url": slack.base_url,
+                    "post_interval": 0,
+                    "first_run": "digest",
+                },
+                "state": {"path": tmp_path / "state.db"},
+            }
+        )
+        app = build_app(settings, clock=clock)
+        cycle(app, clock, timedelta(0))
+        assert len(slack.parents(CHANNEL)) == 1  # one digest, no flood
+        cycle(app, clock, timedelta(hours=1))  # CHG0050000 starts → its own message appears
+        parents = slack.parents(CHANNEL)
+        assert len(parents) == 2 and len(parents[1].replies) == 1
+        assert "CHG0050000" in parents[1].text + str(parents[1].blocks)
+        app.close()
