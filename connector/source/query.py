@@ -1,0 +1,176 @@
+"""Encoded queries and the incremental-sync cursor for the ServiceNow Table API. Pure: no I/O, no clock.
+
+Keyset paging: records are ordered by ``(sys_updated_on, sys_id)`` and each request asks for what comes
+after the last record seen::
+
+    <group>^sys_updated_on>X  ^NQ  <group>^sys_updated_on=X^sys_id>Y    (for every ^NQ group of the filter)
+
+so a record edited while we page moves to the end instead of being skipped (offset paging's failure),
+and records sharing the cursor's second (one-second granularity: ties are normal) are never missed.
+Date-time literals are UTC ``YYYY-MM-DD HH:MM:SS``, which is how the instance compares them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+SN_DATETIME = "YYYY-MM-DD HH:MM:SS"
+_SN_DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_FIELD_RE = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A position in the ``(sys_updated_on, sys_id)`` order. ``sys_id == ""`` means "the whole second"."""
+
+    updated_on: datetime
+    sys_id: str
+
+    def __post_init__(self) -> None:
+        if self.updated_on.tzinfo is None:
+            raise ValueError(f"Cursor.updated_on must be timezone-aware, got {self.updated_on!r}")
+        object.__setattr__(self, "updated_on", self.updated_on.astimezone(timezone.utc))
+
+
+def format_sn_datetime(dt: datetime) -> str:
+    """``dt`` as a ServiceNow UTC literal, ``YYYY-MM-DD HH:MM:SS`` (sub-seconds dropped)."""
+    if dt.tzinfo is None:
+        raise ValueError(f"refusing to format a naive datetime ({dt!r}): every datetime here is UTC-aware")
+    u = dt.astimezone(timezone.utc)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d} {u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+
+
+def parse_sn_datetime(s: str) -> datetime:
+    """Parse a raw (``display_value=false``) ServiceNow date-time, which is always UTC."""
+    if isinstance(s, str) and _SN_DATETIME_RE.fullmatch(s):
+        try:
+            return datetime.strptime(s, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass  # matches the shape but is not a date (2026-02-30, 25:00:00)
+    shown = s if len(str(s)) <= 80 else f"{str(s)[:77]}..."
+    raise ValueError(f"cannot parse {shown!r} as {SN_DATETIME} (UTC)")
+
+
+def record_cursor(
+    raw: Mapping[str, Any], updated_field: str = "sys_updated_on", id_field: str = "sys_id"
+) -> Cursor:
+    """The cursor position of one raw record; ``ValueError`` names the field that is missing or bad."""
+    sys_id = raw.get(id_field)
+    if not isinstance(sys_id, str) or not sys_id:
+        raise ValueError(f"record has no {id_field!r}")
+    updated = raw.get(updated_field)
+    if not isinstance(updated, str) or not updated:
+        raise ValueError(f"record {sys_id} has no {updated_field!r}")
+    try:
+        return Cursor(parse_sn_datetime(updated), sys_id)
+    except ValueError as e:
+        raise ValueError(f"record {sys_id}: {updated_field}: {e}") from None
+
+
+def split_groups(filter: str) -> list[str]:
+    """The filter's ``^NQ`` groups (``^^`` is an escaped caret, not a separator); ``[]`` if empty.
+
+    Raises ``ValueError`` for an ``ORDERBY`` (the cursor owns the order) or an empty group.
+    """
+    text = filter.strip()
+    if not text:
+        return []
+    if "ORDERBY" in text:
+        raise ValueError(
+            "the filter must not contain ORDERBY: the connector orders by sys_updated_on, sys_id itself"
+        )
+    groups: list[str] = []
+    start = i = 0
+    while i < len(text):
+        if text.startswith("^^", i):
+            i += 2
+        elif text.startswith("^NQ", i):
+            groups.append(text[start:i])
+            i = start = i + 3
+        else:
+            i += 1
+    groups.append(text[start:])
+    cleaned = [_clean_group(g) for g in groups]
+    if any(not g for g in cleaned):
+        raise ValueError(f"the filter {filter!r} has an empty ^NQ group")
+    return cleaned
+
+
+def _clean_group(group: str) -> str:
+    """Drop stray leading/trailing carets and the ``^EQ`` end marker the list view puts on copied queries."""
+    g = group.strip()
+    while True:
+        before = g
+        if g.startswith("^") and not g.startswith("^^"):
+            g = g[1:]
+        if g.endswith("^") and not g.endswith("^^"):
+            g = g[:-1]
+        if g == "EQ" or (g.endswith("^EQ") and not g.endswith("^^EQ")):
+            g = g[:-2]
+        if g == before:
+            return g
+
+
+def _and(group: str, condition: str) -> str:
+    return f"{group}^{condition}" if group else condition
+
+
+def _check_field(name: str) -> str:
+    if not _FIELD_RE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a field name")
+    return name
+
+
+def build_change_query(
+    filter: str, cursor: Cursor | None, updated_field: str = "sys_updated_on", id_field: str = "sys_id"
+) -> str:
+    """The user's filter, restricted to what comes after ``cursor``, ordered by the cursor's key."""
+    upd, sid = _check_field(updated_field), _check_field(id_field)
+    groups = split_groups(filter) or [""]
+    if cursor is None:
+        conditions = groups
+    else:
+        x = format_sn_datetime(cursor.updated_on)
+        if cursor.sys_id:
+            if any(c in cursor.sys_id for c in "^,"):
+                raise ValueError(f"cursor sys_id {cursor.sys_id!r} cannot be put in an encoded query")
+            conditions = [
+                c
+                for g in groups
+                for c in (_and(g, f"{upd}>{x}"), _and(g, f"{upd}={x}^{sid}>{cursor.sys_id}"))
+            ]
+        else:  # the whole second X again: nothing at X is assumed seen
+            conditions = [_and(g, f"{upd}>={x}") for g in groups]
+    return _and("^NQ".join(conditions), f"ORDERBY{upd}^ORDERBY{sid}")
+
+
+def build_membership_query(filter: str, sys_ids: Sequence[str], id_field: str = "sys_id") -> str:
+    """The user's filter AND ``sys_id`` in ``sys_ids`` (AND-ed into every ``^NQ`` group)."""
+    sid = _check_field(id_field)
+    if not sys_ids:
+        raise ValueError("no sys_ids: an empty IN list would be ignored by the instance and match everything")
+    for s in sys_ids:
+        if not s or any(c in s for c in "^,"):
+            raise ValueError(f"{s!r} cannot be used as a sys_id in an encoded query")
+    condition = f"{sid}IN{','.join(sys_ids)}"
+    return "^NQ".join(_and(g, condition) for g in split_groups(filter) or [""])
+
+
+def next_cursor(current: Cursor | None, last_record: Cursor | None, signpost: datetime) -> Cursor | None:
+    """Where the next cycle starts: after ``last_record``, but never past the cycle start.
+
+    ``signpost`` is when this cycle started. Records in its second may still be written after we read
+    that second, so the cursor is capped to ``Cursor(<signpost's whole second>, "")``: the next cycle
+    reads that whole second again (reconcile makes the repeat harmless).
+    """
+    if signpost.tzinfo is None:
+        raise ValueError(f"signpost must be timezone-aware, got {signpost!r}")
+    cap = Cursor(signpost.replace(microsecond=0), "")
+    candidates = [c for c in (current, last_record) if c is not None]
+    if not candidates:
+        return None
+    return min(max(candidates), cap)

@@ -1,0 +1,533 @@
+"""ServiceNow Table API through pysnow: keyset paging, and every failure classified once, here.
+
+The only module that imports pysnow. One attempt per call: retries belong to the daemon, which reads
+``retryable`` / ``retry_after`` from :mod:`connector.errors`. Classification:
+
+* 401, 403 → :class:`SourceAuthError`, saying what to fix (never the password);
+* 408, 429, 5xx, timeouts, refused or reset connections → :class:`SourceUnavailable` (``Retry-After``);
+* HTTP 200 that is not the complete JSON answer (a hibernating instance's HTML login page, truncated
+  JSON, the ``{"error": ..., "status": "failure"}`` envelope), other 4xx, a pagination loop →
+  :class:`SourceBadResponse`. Never "no changes";
+* v1's 404 "No Record found" for an empty list → an empty page.
+
+Requests ask for raw values (``sysparm_display_value=false``: UTC date-times), bare reference values
+(``sysparm_exclude_reference_link=true``) and only the fields needed. Responses are streamed (pysnow's
+``stream=True``); a page is handed out only once it has been read completely.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import ijson
+import pysnow
+import pysnow.exceptions
+import requests
+import urllib3.exceptions
+from requests.auth import HTTPBasicAuth
+from requests.structures import CaseInsensitiveDict
+from requests.utils import parse_header_links
+
+from connector.errors import (
+    ConfigError,
+    SourceAuthError,
+    SourceBadResponse,
+    SourceError,
+    SourceUnavailable,
+)
+from connector.source.normalize import raw_value
+from connector.source.query import (
+    Cursor,
+    build_change_query,
+    build_membership_query,
+    format_sn_datetime,
+    next_cursor,
+    record_cursor,
+)
+
+log = logging.getLogger(__name__)
+
+ID_CHUNK = 100  # sys_ids per IN query: keeps the URL well under common 8 KiB limits
+TASK_CI_TABLE = "task_ci"
+TASK_CI_FIELDS = ["task", "ci_item.name", "sys_updated_on", "sys_id"]
+_TABLE_RE = re.compile(r"[a-z0-9_]+")
+_API_VERSION_RE = re.compile(r"v[0-9]+")
+_RAW_PARAMS = {
+    "sysparm_display_value": "false",
+    "sysparm_exclude_reference_link": "true",
+    "sysparm_suppress_pagination_header": "false",
+}
+_TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[dict[str, Any]]
+    total: int | None  # X-Total-Count: rows matching the query, counted before ACLs
+    has_next: bool  # Link rel="next", or offset + limit < total
+
+
+class ServiceNowSource:
+    def __init__(
+        self,
+        *,
+        url: str,
+        username: str,
+        password: str,
+        table: str = "change_request",
+        api_version: str = "v2",
+        page_size: int = 500,
+        timeout: float = 30,
+        oauth_client_id: str | None = None,
+        oauth_client_secret: str | None = None,
+        session: requests.Session | None = None,
+        updated_field: str = "sys_updated_on",
+        id_field: str = "sys_id",
+    ) -> None:
+        self.base_url, host, use_ssl = _split_url(url)
+        if not _TABLE_RE.fullmatch(table):
+            raise ConfigError(f"servicenow.table: {table!r} is not a table name (e.g. change_request)")
+        if api_version and not _API_VERSION_RE.fullmatch(api_version):
+            raise ConfigError(f"servicenow.api_version: {api_version!r} is not an API version (v1, v2)")
+        if page_size < 1:
+            raise ConfigError(f"servicenow.page_size: must be at least 1, got {page_size}")
+        self.table, self.page_size, self.username = table, page_size, username
+        self._password, self._timeout = password, timeout
+        self._updated_field, self._id_field = updated_field, id_field
+        self._base_path = f"/api/now/{api_version}" if api_version else "/api/now"
+        self._owns_session = session is None
+        self._session = session or requests.Session()
+        self._oauth: _OAuth | None = None
+        if oauth_client_id or oauth_client_secret:
+            if not (oauth_client_id and oauth_client_secret):
+                raise ConfigError("servicenow.oauth_client_id and oauth_client_secret must be set together")
+            self._oauth = _OAuth(self, oauth_client_id, oauth_client_secret, password)
+        else:
+            self._session.auth = HTTPBasicAuth(username, password)
+        self._client = pysnow.Client(host=host, use_ssl=use_ssl, session=self._session)
+        self._client.parameters.add_custom(dict(_RAW_PARAMS))
+        self._session.headers["User-Agent"] = "itsm-connector"
+        self._resources: dict[str, pysnow.Resource] = {}
+
+    # -- public API ---------------------------------------------------------------------------------
+    def fetch_changes(
+        self,
+        filter: str,
+        cursor: Cursor | None,
+        fields: list[str],
+        *,
+        signpost: datetime,
+        max_pages: int = 1000,
+    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
+        """Pages of records changed after ``cursor``, each with the cursor to commit with it."""
+        fields = _with(fields, self._updated_field, self._id_field)
+        current = cursor
+        for records, last in self._keyset_pages(self.table, filter, cursor, fields, max_pages, self._keys):
+            current = next_cursor(current, last, signpost)
+            yield records, current
+
+    def fetch_by_ids(
+        self, sys_ids: Sequence[str], fields: list[str], filter: str = ""
+    ) -> list[dict[str, Any]]:
+        """The records among ``sys_ids`` that exist and match ``filter`` (absent ones: deleted or left)."""
+        out: list[dict[str, Any]] = []
+        fields = _with(fields, self._id_field)
+        for chunk in _chunks(sys_ids):
+            query = (
+                _config(build_membership_query, filter, chunk, self._id_field) + f"^ORDERBY{self._id_field}"
+            )
+            offset = 0
+            while True:
+                page = self.fetch_page(query, fields, offset=offset)
+                out += page.records
+                if not page.has_next or offset > len(chunk):
+                    break
+                offset += self.page_size
+        return out
+
+    def fetch_task_cis(
+        self, *, task_ids: Sequence[str] | None = None, updated_since: Cursor | None = None
+    ) -> list[tuple[str, str, Cursor]]:
+        """``task_ci`` rows as ``(task sys_id, CI name, row cursor)``: of ``task_ids``, and/or after
+        ``updated_since``. The CI name is ``""`` when the row's CI has no name (or was deleted)."""
+        if task_ids is not None:
+            filters = [build_membership_query("", chunk, "task") for chunk in _chunks(task_ids)]
+        else:
+            filters = [""]
+        rows: list[tuple[str, str, Cursor]] = []
+        keys = ("sys_updated_on", "sys_id")
+        for filter in filters:
+            for records, _ in self._keyset_pages(
+                TASK_CI_TABLE, filter, updated_since, TASK_CI_FIELDS, 1000, keys
+            ):
+                for r in records:
+                    c = record_cursor(r)
+                    rows.append((raw_value(r.get("task")) or "", raw_value(r.get("ci_item.name")) or "", c))
+        return rows
+
+    def check(self) -> None:
+        """One cheap read of the table: raises what :meth:`fetch_changes` would, saying what to fix."""
+        self.fetch_page("", [self._id_field], limit=1)
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    # -- paging -------------------------------------------------------------------------------------
+    @property
+    def _keys(self) -> tuple[str, str]:
+        return (self._updated_field, self._id_field)
+
+    def _keyset_pages(
+        self,
+        table: str,
+        filter: str,
+        cursor: Cursor | None,
+        fields: list[str],
+        max_pages: int,
+        keys: tuple[str, str],
+    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
+        """Yield ``(records, cursor of the last record or None)``. A short or empty page is not the end:
+        ACLs filter after the limit, so an empty page moves the offset and a short one the keyset."""
+        keyset, offset, known_total = cursor, 0, None
+        for _ in range(max_pages):
+            query = _config(build_change_query, filter, keyset, *keys)
+            page = self.fetch_page(query, fields, offset=offset, table=table)
+            total = page.total if page.total is not None else known_total  # v1's 404 carries no headers
+            last = _check_order(page.records, keyset, keys, self.base_url, table)
+            yield page.records, last
+            if not (page.has_next or (total is not None and offset + self.page_size < total)):
+                return
+            if last is None:
+                offset, known_total = offset + self.page_size, total
+            else:
+                keyset, offset, known_total = last, 0, None
+        log.warning(
+            "%s: stopped after %d pages of %s; the next cycle continues from the cursor",
+            self.base_url,
+            max_pages,
+            table,
+        )
+
+    def fetch_page(
+        self,
+        query: str,
+        fields: list[str],
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        table: str | None = None,
+    ) -> Page:
+        """One GET of ``table`` (default: the configured one), classified. Exposed for tools and tests."""
+        table = table or self.table
+        limit = limit or self.page_size
+        what = f"table '{table}' at {self.base_url}"
+        if self._oauth is not None:
+            self._session.headers["Authorization"] = self._oauth.header()
+        resp = None
+        try:
+            resp = self._resource(table).get(
+                query=query, limit=limit, offset=offset, fields=list(fields), stream=True
+            )
+            records = list(resp.all())
+            headers = resp.headers
+        except requests.HTTPError as e:
+            if e.response is None:
+                raise SourceUnavailable(f"ServiceNow request failed: {type(e).__name__}") from e
+            if _no_record_found(e.response):
+                records, headers = [], e.response.headers
+            else:
+                raise self._http_error(e.response, what) from None
+        except (ijson.JSONError, UnicodeDecodeError, ValueError) as e:
+            content_type = str(resp.headers.get("Content-Type", "")) if resp is not None else ""
+            raise SourceBadResponse(_bad_body(content_type, e, what, self.base_url)) from None
+        except pysnow.exceptions.ResponseError as e:
+            raise SourceBadResponse(
+                self._redact(f"ServiceNow returned an error for {what}: {e.message} ({e.detail})")
+            ) from None
+        except pysnow.exceptions.PysnowException as e:
+            raise SourceBadResponse(f"unexpected answer from {what}: {type(e).__name__}: {e}") from None
+        except _TRANSPORT_ERRORS as e:
+            raise _transport_error(e, what, self._timeout) from e
+        if any(not isinstance(r, dict) for r in records):
+            raise SourceBadResponse(
+                f"unexpected answer from {what}: 'result' holds something other than records"
+            )
+        total = _int_or_none(headers.get("X-Total-Count"))
+        has_next = _has_next_link(headers) or (total is not None and offset + limit < total)
+        log.debug(
+            "GET %s offset=%d limit=%d: %d records (total %s)", table, offset, limit, len(records), total
+        )
+        return Page(records, total, has_next)
+
+    def _resource(self, table: str) -> pysnow.Resource:
+        if table not in self._resources:
+            res = self._client.resource(
+                api_path=f"/table/{table}", base_path=self._base_path, timeout=self._timeout
+            )
+            self._resources[table] = res
+        return self._resources[table]
+
+    # -- classification -----------------------------------------------------------------------------
+    def _http_error(self, resp: requests.Response, what: str) -> SourceError:
+        status, said = resp.status_code, _error_text(resp)
+        said = f"HTTP {status}: {said}" if said else f"HTTP {status}"
+        user = f"user '{self.username}'"
+        error: SourceError
+        if status == 401 and self._oauth is not None:
+            self._oauth.forget()  # the next call logs in again
+            error = SourceAuthError(
+                f"ServiceNow rejected the OAuth token of {user} ({said}): "
+                "check servicenow.username / the password and the OAuth client"
+            )
+        elif status == 401:
+            error = SourceAuthError(
+                f"ServiceNow rejected the credentials for {user} ({said}): "
+                "check servicenow.username / the password"
+            )
+        elif status == 403:
+            error = SourceAuthError(
+                f"ServiceNow {user} may not read {what} ({said}): grant it read access "
+                "(for example the itil role) or fix the table's ACLs"
+            )
+        elif status in (408, 429) or status >= 500:
+            retry_after = _retry_after(resp.headers.get("Retry-After"))
+            kind = "rate limit reached" if status == 429 else "unavailable"
+            wait = f"; it asks to retry after {retry_after:.0f}s" if retry_after is not None else ""
+            error = SourceUnavailable(f"ServiceNow {kind} for {what} ({said}){wait}", retry_after=retry_after)
+        elif status == 404:
+            error = SourceBadResponse(
+                f"ServiceNow answered {said} for {what}: check servicenow.url, "
+                "servicenow.table and servicenow.api_version"
+            )
+        else:
+            error = SourceBadResponse(f"ServiceNow refused the request for {what} ({said})")
+        error.message = self._redact(error.message)
+        error.args = (error.message,)
+        return error
+
+    def _redact(self, message: str) -> str:
+        """Belt and braces: a server that echoes the password must not put it in our messages."""
+        for secret in (self._password, *(self._oauth.secrets() if self._oauth else ())):
+            if secret and len(secret) >= 4:
+                message = message.replace(secret, "********")
+        return message
+
+
+class _OAuth:
+    """OAuth password grant against ``/oauth_token.do``, refreshed shortly before the token expires."""
+
+    def __init__(self, source: ServiceNowSource, client_id: str, client_secret: str, password: str) -> None:
+        self._source, self._client_id, self._client_secret = source, client_id, client_secret
+        self._password = password
+        self._access: str | None = None
+        self._refresh: str | None = None
+        self._expires_at = 0.0
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self._client_secret, self._access, self._refresh) if s)
+
+    def forget(self) -> None:
+        self._access = None
+
+    def header(self) -> str:
+        if self._access is None or time.monotonic() >= self._expires_at - 60:
+            token = None
+            if self._refresh is not None:
+                try:
+                    token = self._grant({"grant_type": "refresh_token", "refresh_token": self._refresh})
+                except SourceAuthError:
+                    token = None  # refresh token expired or revoked: log in again
+            if token is None:
+                login = {
+                    "grant_type": "password",
+                    "username": self._source.username,
+                    "password": self._password,
+                }
+                token = self._grant(login)
+            self._access = str(token["access_token"])
+            self._refresh = str(token.get("refresh_token") or "") or None
+            self._expires_at = time.monotonic() + float(token.get("expires_in") or 1800)
+        return f"Bearer {self._access}"
+
+    def _grant(self, form: dict[str, str]) -> dict[str, Any]:
+        s = self._source
+        what = f"the OAuth token endpoint of {s.base_url}"
+        data = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+            "Authorization": None,
+        }  # None: not the session's bearer header
+        try:
+            resp = s._session.post(
+                f"{s.base_url}/oauth_token.do", data=data, headers=headers, timeout=s._timeout
+            )
+        except _TRANSPORT_ERRORS as e:
+            raise _transport_error(e, what, s._timeout) from e
+        if resp.status_code in (400, 401, 403):
+            said = _error_text(resp) or "no reason given"
+            raise SourceAuthError(
+                s._redact(
+                    f"ServiceNow refused the OAuth {form['grant_type']} grant for user '{s.username}' "
+                    f"(HTTP {resp.status_code}: {said}): check servicenow.username / the password, "
+                    "servicenow.oauth_client_id and the client secret"
+                )
+            )
+        if resp.status_code != 200:
+            raise s._http_error(resp, what)
+        try:
+            token = resp.json()
+        except ValueError:
+            raise SourceBadResponse(
+                _bad_body(resp.headers.get("Content-Type", ""), None, what, s.base_url)
+            ) from None
+        if not isinstance(token, dict) or not token.get("access_token"):
+            raise SourceBadResponse(f"{what} answered without an access_token")
+        return token
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _split_url(url: str) -> tuple[str, str, bool]:
+    """``https://acme.service-now.com`` → (base URL, host[:port], use_ssl); anything else is a ConfigError."""
+    example = "it must look like https://acme.service-now.com (or http://127.0.0.1:8081 for a simulator)"
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"servicenow.url is not a valid URL: {example}") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "servicenow.url must not contain credentials: use servicenow.username and the password"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"servicenow.url {url!r}: {example}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"servicenow.url {url!r} has a path: give only scheme and host; {example}")
+    return f"{parts.scheme}://{parts.netloc}", parts.netloc, parts.scheme == "https"
+
+
+def _check_order(
+    records: list[dict[str, Any]], keyset: Cursor | None, keys: tuple[str, str], base_url: str, table: str
+) -> Cursor | None:
+    """The last record's cursor, after checking the instance honoured the keyset and the ORDERBY.
+
+    Only ``updated_on`` order and exact repeats are checked: the instance's collation decides how
+    ``sys_id`` values sort, and it may not be Python's.
+    """
+    last = keyset
+    for i, r in enumerate(records):
+        try:
+            c = record_cursor(r, *keys)
+        except ValueError as e:
+            raise SourceBadResponse(f"{table} at {base_url}: {e} (check servicenow.mapping.fields)") from None
+        if last is not None and c.updated_on < last.updated_on:
+            where = "the cursor" if i == 0 else "the previous record"
+            raise SourceBadResponse(
+                f"pagination loop detected in {table} at {base_url}: record {c.sys_id} "
+                f"({format_sn_datetime(c.updated_on)}) comes before {where}; the instance ignored the "
+                "cursor condition or the ORDERBY"
+            )
+        last = c
+    if records and last == keyset:
+        raise SourceBadResponse(
+            f"pagination loop detected in {table} at {base_url}: the page after {keyset} ends at the same "
+            "record, so the next request would repeat it"
+        )
+    return last if records else None
+
+
+def _config(build: Any, *args: Any) -> str:
+    try:
+        return str(build(*args))
+    except ValueError as e:
+        raise ConfigError(f"servicenow.filter: {e}") from None
+
+
+def _chunks(ids: Sequence[str]) -> list[list[str]]:
+    unique = list(dict.fromkeys(i for i in ids if i))
+    return [unique[i : i + ID_CHUNK] for i in range(0, len(unique), ID_CHUNK)]
+
+
+def _with(fields: list[str], *needed: str) -> list[str]:
+    return list(dict.fromkeys([*fields, *needed])) if fields else []
+
+
+def _no_record_found(resp: requests.Response) -> bool:
+    return resp.status_code == 404 and _error_text(resp).startswith("No Record found")
+
+
+def _error_text(resp: requests.Response) -> str:
+    """``message: detail`` of the ServiceNow (or OAuth) error envelope; "" when the body has none."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return "an HTML page" if "html" in resp.headers.get("Content-Type", "") else ""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        parts = [str(err.get(k) or "") for k in ("message", "detail")]
+        return ": ".join(p for p in parts if p)[:300]
+    if isinstance(err, str):  # OAuth: {"error": "...", "error_description": "..."}
+        return ": ".join(p for p in (err, str(body.get("error_description") or "")) if p)[:300]
+    return ""
+
+
+def _bad_body(content_type: str, err: Exception | None, what: str, base_url: str) -> str:
+    if "html" in content_type.lower():
+        return (
+            f"{what} answered with an HTML page instead of JSON: the instance may be hibernating or "
+            f"asking for a login (wake it up at {base_url}); not treated as 'no changes'"
+        )
+    reason = f" ({type(err).__name__}: {str(err)[:120]})" if err else ""
+    return f"{what} answered with truncated or invalid JSON{reason}; not treated as 'no changes'"
+
+
+def _transport_error(e: BaseException, what: str, timeout: float) -> SourceUnavailable:
+    if isinstance(e, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+        return SourceUnavailable(f"{what} did not answer within {timeout:g}s")
+    text = str(e)
+    match = re.search(
+        r"\[Errno -?\d+\][^'\")]*|Connection (?:refused|reset|aborted)[^'\")]*|"
+        r"Remote end closed connection[^'\")]*|IncompleteRead[^'\")]*",
+        text,
+    )
+    reason = match.group(0).strip(" .,") if match else type(e).__name__
+    return SourceUnavailable(f"cannot reach {what}: {reason}")
+
+
+def _has_next_link(headers: CaseInsensitiveDict[str]) -> bool:
+    link = headers.get("Link")
+    return link is not None and any(item.get("rel") == "next" for item in parse_header_links(link))
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
