@@ -454,3 +454,79 @@ def test_oauth_refused_is_an_auth_error_without_secrets(rs: responses.RequestsMo
         source(oauth_client_id="cid", oauth_client_secret="csecret-long").check()
     assert "oauth_client_id" in str(e.value)
     assert PASSWORD not in str(e.value) and "csecret-long" not in str(e.value)
+
+
+# -- against the simulator over loopback ---------------------------------------------------------------
+@pytest.mark.integration
+def test_against_the_simulator_nothing_missed_nothing_repeated_failures_classified() -> None:
+    from connector.simulators.servicenow import ServiceNowSimulator, make_change
+    from connector.source.mapping import SourceMapping
+    from connector.source.normalize import normalize_change
+
+    mapping = SourceMapping()
+    start = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+    with ServiceNowSimulator(username="svc.connector", password=PASSWORD) as sim:
+        router = sim.put_record("cmdb_ci", {"name": "core-router-1"})["sys_id"]
+        ids = []
+        for i in range(9):  # three records per second: ties on the cursor's second are the normal case
+            change = make_change(
+                f"CHG00400{i:02d}", short_description=f"change {i}", start=start, end=start.replace(hour=19),
+                cmdb_ci=router, sys_updated_on=f"2026-11-26 08:00:0{i // 3}", sys_id=f"{i:032x}",
+            )  # fmt: skip
+            ids.append(sim.put_record("change_request", change)["sys_id"])
+        sim.put_record("task_ci", {"task": ids[0], "ci_item": router})
+        hidden = {ids[1], ids[2], ids[4]}  # ACLs, applied after the limit: short pages and an empty one
+        sim.hidden = lambda table, row: row.get("sys_id") in hidden
+
+        src = ServiceNowSource(url=sim.url, username="svc.connector", password=PASSWORD, page_size=2)
+        fields = mapping.fields.fields()
+        pages = list(src.fetch_changes("active=true", None, fields, signpost=SIGNPOST))
+        by_page = [[ids.index(r["sys_id"]) for r in records] for records, _ in pages]
+        assert by_page == [[0], [], [3], [5], [6, 7], [8]]  # every visible record once, in cursor order
+        cursor = pages[-1][1]
+        assert cursor == Cursor(datetime(2026, 11, 26, 8, 0, 2, tzinfo=UTC), ids[8])
+        assert all(e.params.get("sysparm_display_value") == "false" for e in sim.requests)
+
+        w = normalize_change(
+            pages[0][0][0], source="sn", mapping=mapping, base_url=sim.url, table="change_request"
+        )
+        assert not isinstance(w, list) and w.cis == ("core-router-1",) and w.planned_start == start
+
+        # an edit moves the record past the cursor: the next cycle gets exactly that record
+        sim.update_record(
+            "change_request", ids[0], short_description="edited", sys_updated_on="2026-11-26 08:00:05"
+        )
+        again = list(src.fetch_changes("active=true", cursor, fields, signpost=SIGNPOST))
+        assert [r["sys_id"] for records, _ in again for r in records] == [ids[0]]
+
+        assert {r["sys_id"] for r in src.fetch_by_ids(ids[:4], ["sys_id"], filter="active=true")} == {
+            ids[0],
+            ids[3],
+        }
+        assert src.fetch_task_cis(task_ids=[ids[0]])[0][:2] == (ids[0], "core-router-1")
+
+        faults = [
+            ("html", SourceBadResponse),
+            ("truncated", SourceBadResponse),
+            ("401", SourceAuthError),
+            ("503", SourceUnavailable),
+            ("drop", SourceUnavailable),
+        ]
+        for fault, kind in faults:
+            sim.inject(fault)
+            with pytest.raises(kind) as e:
+                list(src.fetch_changes("active=true", cursor, fields, signpost=SIGNPOST))
+            assert PASSWORD not in str(e.value), fault
+        sim.inject("429", retry_after=4)
+        with pytest.raises(SourceUnavailable) as limited:
+            src.check()
+        assert limited.value.retry_after == 4.0
+        src.check()  # and it recovers: no state was left behind by the failures
+        src.close()
+
+        v1 = ServiceNowSource(url=sim.url, username="svc.connector", password=PASSWORD, api_version="v1")
+        assert list(v1.fetch_changes("number=NOPE", None, fields, signpost=SIGNPOST)) == [([], None)]
+        wrong = ServiceNowSource(url=sim.url, username="svc.connector", password="wrong-password")
+        with pytest.raises(SourceAuthError) as refused:
+            wrong.check()
+        assert "user 'svc.connector'" in str(refused.value) and "wrong-password" not in str(refused.value)
