@@ -19,6 +19,8 @@ from connector.domain.window import MaintenanceWindow, Phase
 from connector.health import HealthServer, HealthSnapshot
 from connector.metrics import Metrics
 from connector.sinks.digest import DigestPoster
+from connector.sinks.silence_delivery import SilenceDelivery
+from connector.sinks.silence_plan import silence_url
 from connector.sinks.slack import DeliveryReport, SlackSink
 from connector.sinks.slack_render import RenderContext
 from connector.source.servicenow import ServiceNowSource
@@ -56,10 +58,25 @@ class App:
     metrics: Metrics
     sources: list[ServiceNowSource] = field(default_factory=list)
     health: HealthServer | None = None
+    silences: SilenceDelivery | None = None
+    _touched: set[tuple[str, str]] = field(default_factory=set)
+    _touched_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def touch(self, key: tuple[str, str]) -> None:
+        """Another sink changed what a window's parent message shows."""
+        with self._touched_lock:
+            self._touched.add(key)
 
     def deliver_slack(self, now: datetime) -> DeliveryReport:
         self.digest.post_if_pending(now)
-        report = self.slack.deliver(now)
+        with self._touched_lock:
+            touched, self._touched = self._touched, set()
+        try:
+            report = self.slack.deliver(now, also_refresh=sorted(touched))
+        except Exception:
+            with self._touched_lock:
+                self._touched |= touched
+            raise
         for _ in range(report.posted):
             self.metrics.delivery("slack", "posted")
         for _ in range(report.updated):
@@ -120,7 +137,7 @@ def render_context(settings: Settings, store: Store) -> Callable[[MaintenanceWin
     def context(w: MaintenanceWindow) -> RenderContext:
         sil = store.silences(w.key)
         sid = str(sil[0]["id"]) if sil else None
-        url = f"{am.ui_url.rstrip('/')}/#/silences/{sid}" if (am and am.ui_url and sid) else None
+        url = silence_url(am, sid) if (am and sid) else None
         return RenderContext(
             locale=settings.slack.locale,
             tz=settings.slack.tz,
@@ -151,6 +168,8 @@ def build_app(
         username=sn.username,
         password=sn.password.get_secret_value() if sn.password else "",
         table=sn.table,
+        updated_field=sn.mapping.fields.updated_on,
+        id_field=sn.mapping.fields.sys_id,
         api_version=sn.api_version,
         page_size=sn.page_size,
         timeout=sn.timeout,
@@ -203,4 +222,9 @@ def build_app(
     digest = DigestPoster(slack, store, context, horizon_hours=sl.digest_horizon_hours)
     app = App(settings, store, daemon, slack, digest, metrics, sources=[source])
     daemon.sinks.append(SinkWorker("slack", app.deliver_slack, stop, daemon.status, clock=clock))
+    if settings.alertmanager is not None:
+        app.silences = SilenceDelivery.from_settings(settings.alertmanager, store, on_change=app.touch)
+        daemon.sinks.append(
+            SinkWorker("alertmanager", app.silences.deliver, stop, daemon.status, clock=clock)
+        )
     return app

@@ -33,7 +33,6 @@ class ServiceNowSettings(_Strict):
     url: str
     username: str
     password: SecretStr | None = None
-    password_file: Path | None = None
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
     table: str = "change_request"
@@ -50,6 +49,8 @@ class ServiceNowSettings(_Strict):
     def _url(cls, v: str) -> str:
         if not v.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local simulator)")
+        if "@" in v.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not contain credentials: use servicenow.username and the password secret")
         return v.rstrip("/")
 
     @field_validator("filter")
@@ -64,7 +65,6 @@ class ServiceNowSettings(_Strict):
 
 class SlackSettings(_Strict):
     token: SecretStr | None = None
-    token_file: Path | None = None
     channel: str
     base_url: str = "https://slack.com/api/"
     locale: Literal["ko", "en"] = "ko"
@@ -147,29 +147,50 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)  # the environment overrides the file
 
 
-def _read_secret(
-    value: SecretStr | None, file: Path | None, credential: str, env: Mapping[str, str], key: str
-) -> tuple[SecretStr | None, str | None]:
-    """Resolve a secret: inline/env value, then ``*_file``, then ``$CREDENTIALS_DIRECTORY/<credential>``."""
-    if value is not None and value.get_secret_value():
-        return value, None
-    candidates: list[Path] = []
-    if file is not None:
-        candidates.append(file)
-    elif env.get("CREDENTIALS_DIRECTORY"):
-        candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / credential)
-    for path in candidates:
+#: (config section, secret key, file key, systemd credential name, required)
+SECRETS = [
+    ("servicenow", "password", "password_file", "servicenow-password", True),
+    ("slack", "token", "token_file", "slack-token", True),
+    ("alertmanager", "password", "password_file", "alertmanager-password", False),
+    ("alertmanager", "bearer_token", "bearer_token_file", "alertmanager-bearer-token", False),
+]
+
+
+def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Fill secrets into the raw config (before validation, so missing ones are listed with every
+    other problem): the value itself (file or ``ITSM_*`` env), else ``<key>_file``, else
+    ``$CREDENTIALS_DIRECTORY/<credential>``. Returns problems, each named by its key."""
+    problems = []
+    for section, key, file_key, credential, required in SECRETS:
+        sect = data.get(section)
+        if not isinstance(sect, dict):
+            continue  # a missing section is reported by validation (Alertmanager is optional)
+        prefix = f"ITSM_{section.upper()}__"
+        from_env = env.get(prefix + key.upper()) or os.environ.get(prefix + key.upper())
+        if sect.get(key) or from_env:
+            continue
+        file = sect.pop(file_key, None) or os.environ.get(prefix + file_key.upper())
+        path = Path(file) if file else None
+        if path is None and env.get("CREDENTIALS_DIRECTORY"):
+            candidate = Path(env["CREDENTIALS_DIRECTORY"]) / credential
+            path = candidate if (required or candidate.exists()) else None
+        if path is None:
+            if required:
+                problems.append(
+                    f"{section}.{key}: not set (set {prefix}{key.upper()}, {section}.{file_key}, "
+                    f"or a systemd credential named {credential!r})"
+                )
+            continue
         try:
             text = path.read_text(encoding="utf-8").strip()
         except OSError as e:
-            return None, f"{key}_file: cannot read {path}: {e.strerror}"
-        if text:
-            return SecretStr(text), None
-        return None, f"{key}_file: {path} is empty"
-    return None, (
-        f"{key}: not set (set ITSM_{key.upper().replace('.', '__')}, {key}_file, "
-        f"or a systemd credential named {credential!r})"
-    )
+            problems.append(f"{section}.{file_key}: cannot read {path}: {e.strerror}")
+            continue
+        if not text:
+            problems.append(f"{section}.{file_key}: {path} is empty")
+            continue
+        sect[key] = text
+    return problems
 
 
 def _format_errors(err: ValidationError) -> list[str]:
@@ -203,21 +224,13 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: the top level must be a mapping of keys", problems=[])
         data = loaded
+    problems = _resolve_secrets(data, env)
     try:
         settings = Settings(**data)
     except ValidationError as e:
         raise ConfigError(
-            f"invalid configuration in {path or 'environment'}", problems=_format_errors(e)
+            f"invalid configuration in {path or 'environment'}", problems=_format_errors(e) + problems
         ) from None
-
-    problems: list[str] = []
-    sn, slack = settings.servicenow, settings.slack
-    sn.password, p = _read_secret(
-        sn.password, sn.password_file, "servicenow-password", env, "servicenow.password"
-    )
-    problems += [p] if p else []
-    slack.token, p = _read_secret(slack.token, slack.token_file, "slack-token", env, "slack.token")
-    problems += [p] if p else []
     if problems:
         raise ConfigError(f"invalid configuration in {path or 'environment'}", problems=problems)
     return settings

@@ -89,6 +89,7 @@ class Syncer:
         self.filter = filter
         self.mapping = mapping
         self.fields = mapping.fields.fields()
+        self.id_field = mapping.fields.sys_id
         self.targets = list(targets)
         self.first_run = first_run
 
@@ -97,7 +98,7 @@ class Syncer:
         result = PollResult(first_sync=self.store.meta_get(f"initial_sync_done:{self.name}") is None)
         cursor = self.store.cursor(self.name)
         for records, page_cursor in self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now):
-            cis = self._task_cis([str(r.get("sys_id", "")) for r in records]) if records else {}
+            cis = self._task_cis([str(r.get(self.id_field, "")) for r in records]) if records else {}
             with self.store.transaction():
                 for raw in records:
                     result.add(
@@ -120,7 +121,7 @@ class Syncer:
         normalized = normalize_change(
             raw, source=self.name, mapping=self.mapping, base_url=self.base_url, table=self.table
         )
-        sys_id = str(raw.get("sys_id") or "")
+        sys_id = str(raw.get(self.id_field) or "")
         if isinstance(normalized, list):
             self._reject(sys_id, normalized, now)
             res.problems = 1
@@ -225,13 +226,12 @@ class Syncer:
         if not open_:
             return PollResult()
         ids = [t.window.sys_id for t in open_]
-        present = {
-            str(r.get("sys_id")) for r in self.source.fetch_by_ids(ids, ["sys_id"], filter=self.filter)
-        }
+        found = self.source.fetch_by_ids(ids, [self.id_field], filter=self.filter)
+        present = {str(r.get(self.id_field)) for r in found}
         res = self._refresh_cis([t for t in open_ if t.window.sys_id in present], now)
         missing = [i for i in ids if i not in present]
         if missing:
-            outside = {str(r.get("sys_id")): r for r in self.source.fetch_by_ids(missing, self.fields)}
+            outside = {str(r.get(self.id_field)): r for r in self.source.fetch_by_ids(missing, self.fields)}
             with self.store.transaction():
                 for sys_id in missing:
                     self._leave(sys_id, outside.get(sys_id), now, res)

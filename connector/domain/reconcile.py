@@ -18,15 +18,18 @@ from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, p
 
 @dataclass(frozen=True)
 class Tracked:
-    """What the store keeps for a window: the window as last seen and the phase last announced."""
+    """What the store keeps for a window: the window as last seen, the phase last recorded, and
+    whether L1 has been told about it. A window first seen already over is recorded but never
+    announced, so its later edits stay quiet too. ``announced`` defaults to "the phase is past
+    pending" for callers that build a state by hand."""
 
     window: MaintenanceWindow
     phase: Phase
+    announced: bool = None  # type: ignore[assignment]
 
-    @property
-    def announced(self) -> bool:
-        """Whether L1 has been told about this window (it has a message)."""
-        return self.phase is not Phase.PENDING
+    def __post_init__(self) -> None:
+        if self.announced is None:
+            object.__setattr__(self, "announced", self.phase is not Phase.PENDING)
 
 
 def reconcile(
@@ -35,15 +38,15 @@ def reconcile(
     if incoming is None:
         return _withdraw(previous, now)
     phase = phase_at(incoming, now)
-    tracked = Tracked(incoming, phase)
-
     if previous is None or not previous.announced:
-        return tracked, _first_announcement(tracked, now)
+        first = _first_announcement(incoming, phase, now)
+        return Tracked(incoming, phase, announced=bool(first)), first
+    tracked = Tracked(incoming, phase, announced=True)
 
     events: list[Event] = []
     if previous.phase in TERMINAL_PHASES and phase in TERMINAL_PHASES:
         # Closed stays closed; edits to a finished ticket are not news.
-        return Tracked(incoming, previous.phase), []
+        return Tracked(incoming, previous.phase, announced=True), []
     if incoming.schedule() != previous.window.schedule() and phase not in TERMINAL_PHASES:
         events.append(Event(EventKind.RESCHEDULED, now, incoming, phase, previous=previous.window))
     if phase is not previous.phase:
@@ -55,25 +58,24 @@ def reconcile(
         else:
             events.append(Event(ENTERED[phase], now, incoming, phase))
     if phase is Phase.PENDING:
-        return Tracked(incoming, previous.phase), events
+        return Tracked(incoming, previous.phase, announced=True), events
     return tracked, events
 
 
-def _first_announcement(tracked: Tracked, now: datetime) -> list[Event]:
-    """A window seen for the first time (or leaving draft) is announced, if it still matters."""
-    phase = tracked.phase
+def _first_announcement(w: MaintenanceWindow, phase: Phase, now: datetime) -> list[Event]:
+    """A window not yet announced is announced once it matters: scheduled or running."""
     if phase in (Phase.PENDING, Phase.ENDED) or phase in TERMINAL_PHASES:
         return []  # nothing to tell: it is not planned yet, or it is already over
-    events = [Event(EventKind.ANNOUNCED, now, tracked.window, phase)]
+    events = [Event(EventKind.ANNOUNCED, now, w, phase)]
     if phase is not Phase.SCHEDULED:
-        events.append(Event(ENTERED[phase], now, tracked.window, phase))
+        events.append(Event(ENTERED[phase], now, w, phase))
     return events
 
 
 def _withdraw(previous: Tracked | None, now: datetime) -> tuple[Tracked | None, list[Event]]:
     if previous is None:
         return None, []
-    tracked = Tracked(previous.window, Phase.WITHDRAWN)
+    tracked = Tracked(previous.window, Phase.WITHDRAWN, announced=previous.announced)
     if not previous.announced or previous.phase in TERMINAL_PHASES:
         return tracked, []
     return tracked, [Event(EventKind.WITHDRAWN, now, previous.window, Phase.WITHDRAWN)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -106,12 +106,15 @@ class SlackSink:
         self._max_waits = max_rate_limit_waits
 
     # -- the delivery pass --------------------------------------------------------------------------
-    def deliver(self, now: datetime, limit: int = 1000) -> DeliveryReport:
-        """Deliver what the outbox holds for this channel. Raises SinkPermanentError / SinkRetryableError
-        to stop the pass (everything undelivered stays queued)."""
+    def deliver(
+        self, now: datetime, limit: int = 1000, also_refresh: Iterable[tuple[str, str]] = ()
+    ) -> DeliveryReport:
+        """Deliver what the outbox holds for this channel, then bring changed parents up to date
+        (``also_refresh``: windows changed by another sink, e.g. a new silence id). Raises
+        SinkPermanentError / SinkRetryableError to stop the pass (everything undelivered stays queued)."""
         report = DeliveryReport()
         open_ = self.store.open_deliveries(self.target, limit)
-        keys = list(dict.fromkeys(d.key for d in open_))
+        keys = list(dict.fromkeys([*(d.key for d in open_), *also_refresh]))
         for key in keys:  # first every window's parent message, so L1 sees the whole burst early
             if not self._has_parent(key):
                 self._post_parent(key, now, report)

@@ -20,7 +20,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,6 +60,12 @@ MIGRATIONS: list[str] = [
     CREATE TABLE silences (
         source TEXT NOT NULL, sys_id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (source, sys_id));
     """,
+    # 2: whether L1 was told about a window is recorded, not derived from its phase (a window first
+    # seen already over is tracked but never announced)
+    """
+    ALTER TABLE windows ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
+    UPDATE windows SET announced = (phase != 'pending');
+    """,
 ]
 
 OPEN_DELIVERY = ("pending", "inflight")
@@ -92,6 +98,10 @@ class ProblemRow:
     number: str
     problems: list[str]
     first_seen: datetime
+
+
+def _tracked(window: str, phase: str, announced: int) -> Tracked:
+    return Tracked(window_from_dict(json.loads(window)), Phase(phase), announced=bool(announced))
 
 
 def _iso(dt: datetime) -> str:
@@ -177,11 +187,11 @@ class Store:
 
     # -- windows ----------------------------------------------------------------------------------
     def get_tracked(self, key: tuple[str, str]) -> Tracked | None:
-        rows = self._q("SELECT window, phase FROM windows WHERE source=? AND sys_id=?", key)
-        return Tracked(window_from_dict(json.loads(rows[0][0])), Phase(rows[0][1])) if rows else None
+        rows = self._q("SELECT window, phase, announced FROM windows WHERE source=? AND sys_id=?", key)
+        return _tracked(*rows[0]) if rows else None
 
     def tracked(self, *, open_only: bool = False, source: str | None = None) -> list[Tracked]:
-        sql, args = "SELECT window, phase FROM windows", []
+        sql, args = "SELECT window, phase, announced FROM windows", []
         where = []
         if open_only:
             where.append(f"phase NOT IN ({','.join('?' * len(TERMINAL_PHASES))})")
@@ -191,14 +201,20 @@ class Store:
             args.append(source)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [Tracked(window_from_dict(json.loads(w)), Phase(p)) for w, p in self._q(sql, args)]
+        return [_tracked(*row) for row in self._q(sql, args)]
 
     def save_tracked(self, t: Tracked) -> None:
         self._x(
-            "INSERT INTO windows(source, sys_id, number, phase, window) VALUES(?,?,?,?,?) "
+            "INSERT INTO windows(source, sys_id, number, phase, announced, window) VALUES(?,?,?,?,?,?) "
             "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, phase=excluded.phase, "
-            "window=excluded.window",
-            (*t.window.key, t.window.number, t.phase.value, json.dumps(window_to_dict(t.window))),
+            "announced=excluded.announced, window=excluded.window",
+            (
+                *t.window.key,
+                t.window.number,
+                t.phase.value,
+                int(t.announced),
+                json.dumps(window_to_dict(t.window)),
+            ),
         )
 
     # -- cursors ----------------------------------------------------------------------------------
@@ -322,9 +338,9 @@ class Store:
         rows = self._q("SELECT data FROM silences WHERE source=? AND sys_id=?", key)
         return list(json.loads(rows[0][0])) if rows else []
 
-    def set_silences(self, key: tuple[str, str], data: list[dict[str, Any]]) -> None:
+    def set_silences(self, key: tuple[str, str], data: Sequence[Mapping[str, Any]]) -> None:
         self._x(
             "INSERT INTO silences(source, sys_id, data) VALUES(?,?,?) "
             "ON CONFLICT(source, sys_id) DO UPDATE SET data=excluded.data",
-            (*key, json.dumps(data)),
+            (*key, json.dumps(list(data))),
         )
