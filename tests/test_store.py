@@ -1,0 +1,470 @@
+"""The state store against a real SQLite file in ``tmp_path``: schema, round-trips, outbox, transactions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from connector.domain.events import Event, EventKind
+from connector.domain.reconcile import Tracked, reconcile
+from connector.domain.window import MaintenanceWindow, Phase, Problem, State
+from connector.source.query import Cursor
+from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
+from connector.store.sqlite import MIGRATIONS, MessageRef, Store
+
+UTC = timezone.utc
+T0 = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+TABLES = {"meta", "windows", "cursors", "events", "deliveries", "messages", "problems", "silences"}
+
+
+def window(sys_id: str = "a1b2c3", **kw: object) -> MaintenanceWindow:
+    base: dict[str, object] = {
+        "source": "servicenow",
+        "sys_id": sys_id,
+        "number": f"CHG{sys_id}",
+        "title": "DB 패치",
+        "state": State.SCHEDULED,
+        "planned_start": T0,
+        "planned_end": T0 + timedelta(hours=2),
+    }
+    base.update(kw)
+    return MaintenanceWindow(**base)  # type: ignore[arg-type]
+
+
+#: Every field set, with the text a real ticket can carry.
+RICH = window(
+    title="야간 DB 패치 🛠️👩‍💻 & <!channel> <@U123>",
+    description="설명\n두 번째 줄\t탭 \x00 NUL, \u200b zero-width, ' \" \\ " + "가" * 5000,
+    planned_start=datetime(2026, 11, 26, 17, 0, 0, 123456, tzinfo=UTC),
+    planned_end=datetime(2026, 11, 26, 19, 30, tzinfo=UTC),
+    actual_start=None,
+    actual_end=None,
+    cis=("db01.예제", "lb01 🧱", "web-01"),
+    assignment_group="DBA팀",
+    assigned_to="김철수",
+    type="normal",
+    risk="3 - Moderate",
+    priority="2",
+    close_code="",
+    url="https://acme.service-now.com/change_request.do?sys_id=a1b2c3",
+    raw_state="-2",
+    updated_on=datetime(2026, 11, 20, 1, 2, 3, tzinfo=UTC),
+    extra=(("u_site", "서울"), ("u_note", "")),
+)
+
+
+def event(kind: EventKind, w: MaintenanceWindow = RICH, at: datetime = T0, **kw: object) -> Event:
+    return Event(kind, at, w, Phase.SCHEDULED, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read through a second connection: what is committed, not what the store's connection sees."""
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+# -- schema ------------------------------------------------------------------------------------------
+
+
+def test_migrates_from_zero(db_path: Path) -> None:
+    assert not db_path.exists()
+
+    Store(db_path).close()
+
+    assert raw(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+    names = {n for (n,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert names >= TABLES
+
+
+def test_migrates_an_existing_empty_database(db_path: Path) -> None:
+    sqlite3.connect(db_path).close()  # a v0 file, e.g. created by hand
+    Store(db_path).close()
+    assert raw(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+
+
+def test_refuses_a_newer_schema(db_path: Path) -> None:
+    con = sqlite3.connect(db_path)
+    con.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    con.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        Store(db_path)
+
+
+def test_reopen_keeps_store_id_and_data(db_path: Path, tmp_path: Path) -> None:
+    first = Store(db_path)
+    sid = first.store_id
+    first.save_tracked(Tracked(RICH, Phase.SCHEDULED))
+    first.close()
+
+    again = Store(db_path)
+    other = Store(tmp_path / "other.db")
+    try:
+        assert again.store_id == sid
+        assert len(sid) == 12 and int(sid, 16) >= 0
+        assert other.store_id != sid
+        assert again.get_tracked(RICH.key) == Tracked(RICH, Phase.SCHEDULED)
+        assert raw(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]  # not migrated twice
+    finally:
+        again.close()
+        other.close()
+
+
+#: Schema v1 exactly as first committed (dd91f07): a state.db in the field may be at this version.
+SCHEMA_V1_AS_RELEASED = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE windows (
+    source TEXT NOT NULL, sys_id TEXT NOT NULL, number TEXT NOT NULL, phase TEXT NOT NULL,
+    window TEXT NOT NULL, PRIMARY KEY (source, sys_id));
+CREATE TABLE cursors (
+    source TEXT NOT NULL, name TEXT NOT NULL, updated_on TEXT NOT NULL, sys_id TEXT NOT NULL,
+    PRIMARY KEY (source, name));
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, sys_id TEXT NOT NULL,
+    kind TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE deliveries (
+    event_id INTEGER NOT NULL REFERENCES events(id), target TEXT NOT NULL, state TEXT NOT NULL,
+    ts TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, updated_at TEXT NOT NULL,
+    PRIMARY KEY (event_id, target));
+CREATE INDEX deliveries_open ON deliveries (target, state, event_id);
+CREATE TABLE messages (
+    source TEXT NOT NULL, sys_id TEXT NOT NULL, target TEXT NOT NULL, ts TEXT, state TEXT NOT NULL,
+    rendered TEXT, PRIMARY KEY (source, sys_id, target));
+CREATE TABLE problems (
+    source TEXT NOT NULL, sys_id TEXT NOT NULL, number TEXT NOT NULL, problems TEXT NOT NULL,
+    first_seen TEXT NOT NULL, PRIMARY KEY (source, sys_id));
+CREATE TABLE silences (
+    source TEXT NOT NULL, sys_id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (source, sys_id));
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_v1_database_as_released_is_migrated(db_path: Path) -> None:
+    con = sqlite3.connect(db_path)
+    con.executescript(SCHEMA_V1_AS_RELEASED)
+    con.execute("INSERT INTO meta VALUES ('store_id', 'feedc0ffee00')")
+    for w, phase in ((window("s1"), "scheduled"), (window("s2", state=State.NEW), "pending")):
+        con.execute("INSERT INTO windows VALUES (?,?,?,?,?)",
+                    (*w.key, w.number, phase, json.dumps(window_to_dict(w))))
+    con.commit()
+    con.close()
+
+    store = Store(db_path)
+    try:
+        assert store.store_id == "feedc0ffee00"
+        announced, draft = store.get_tracked(("servicenow", "s1")), store.get_tracked(("servicenow", "s2"))
+        assert announced is not None and draft is not None
+        # A row announced before the upgrade is still announced (its next tick starts it) ...
+        assert [e.kind for e in reconcile(announced, window("s1"), T0)[1]] == [EventKind.STARTED]
+        # ... and a draft is still unannounced.
+        assert [e.kind for e in reconcile(draft, window("s2"), T0 - timedelta(hours=1))[1]] == [
+            EventKind.ANNOUNCED
+        ]
+    finally:
+        store.close()
+
+
+# -- windows -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "w",
+    [
+        pytest.param(RICH, id="korean-emoji-every-field"),
+        pytest.param(window(planned_start=None, planned_end=None, updated_on=None), id="no-dates"),
+        pytest.param(window(state=State.CLOSED, actual_start=T0, actual_end=T0 + timedelta(hours=3),
+                            close_code="successful", cis=()), id="closed-no-cis"),
+    ],
+)
+def test_codec_round_trips_a_window_exactly(w: MaintenanceWindow) -> None:
+    back = window_from_dict(json.loads(json.dumps(window_to_dict(w))))
+
+    assert back == w
+    assert type(back.cis) is tuple and type(back.extra) is tuple
+    assert all(type(kv) is tuple for kv in back.extra)
+    assert back.state is w.state
+    for name in ("planned_start", "planned_end", "actual_start", "actual_end", "updated_on"):
+        value = getattr(back, name)
+        assert value is None or value.utcoffset() == timedelta(0), name
+
+
+def test_codec_round_trips_an_event_with_previous() -> None:
+    e = Event(EventKind.RESCHEDULED, T0, RICH, Phase.SCHEDULED, previous=window(cis=("old",)))
+    back = event_from_dict(json.loads(json.dumps(event_to_dict(e))))
+    assert back == e
+    assert event_from_dict(json.loads(json.dumps(event_to_dict(event(EventKind.ANNOUNCED))))).previous is None
+
+
+def test_save_and_get_tracked_round_trip(store: Store) -> None:
+    store.save_tracked(Tracked(RICH, Phase.SCHEDULED))
+    assert store.get_tracked(RICH.key) == Tracked(RICH, Phase.SCHEDULED)
+    assert store.get_tracked(("servicenow", "unknown")) is None
+    assert store.get_tracked(("other-source", RICH.sys_id)) is None
+
+    edited = window(title="다시 🔁", planned_start=None)
+    store.save_tracked(Tracked(edited, Phase.IN_PROGRESS))  # upsert
+    assert store.get_tracked(edited.key) == Tracked(edited, Phase.IN_PROGRESS)
+    assert raw(store.path, "SELECT number, phase FROM windows") == [(edited.number, "in_progress")]
+
+
+def test_a_window_never_announced_stays_quiet_after_a_restart(db_path: Path) -> None:
+    """Whatever reconcile records for a window first seen already over must survive the store."""
+    ended_on_arrival, events = reconcile(None, window(), T0 + timedelta(hours=3))
+    assert events == [] and ended_on_arrival is not None
+    store = Store(db_path)
+    store.save_tracked(ended_on_arrival)
+    store.close()
+
+    store = Store(db_path)
+    try:
+        reloaded = store.get_tracked(ended_on_arrival.window.key)
+        assert reloaded == ended_on_arrival
+        assert store.tracked() == [ended_on_arrival]
+        _, events = reconcile(reloaded, window(state=State.CLOSED), T0 + timedelta(hours=4))
+        assert events == []  # no "completed" reply for a window that has no message
+    finally:
+        store.close()
+
+
+def test_tracked_lists_open_windows_per_source(store: Store) -> None:
+    rows = {
+        "open": Tracked(window("s1"), Phase.SCHEDULED),
+        "ended": Tracked(window("s2"), Phase.ENDED),
+        "done": Tracked(window("s3", state=State.CLOSED), Phase.COMPLETED),
+        "gone": Tracked(window("s4"), Phase.WITHDRAWN),
+        "elsewhere": Tracked(window("s5", source="flow"), Phase.IN_PROGRESS),
+    }
+    for t in rows.values():
+        store.save_tracked(t)
+
+    def ids(ts: list[Tracked]) -> set[str]:
+        return {t.window.sys_id for t in ts}
+
+    assert ids(store.tracked()) == {"s1", "s2", "s3", "s4", "s5"}
+    assert ids(store.tracked(open_only=True)) == {"s1", "s2", "s5"}
+    assert ids(store.tracked(open_only=True, source="servicenow")) == {"s1", "s2"}
+    assert store.tracked(source="flow") == [rows["elsewhere"]]
+
+
+# -- cursor ------------------------------------------------------------------------------------------
+
+
+def test_cursor_round_trip(store: Store) -> None:
+    assert store.cursor("servicenow") is None
+    c = Cursor(datetime(2026, 11, 20, 1, 2, 3, tzinfo=UTC), "9f8e7d")
+    kst = timezone(timedelta(hours=9))
+    ci = Cursor(datetime(2026, 11, 20, 10, 0, 0, tzinfo=kst), "")
+
+    store.set_cursor("servicenow", c)
+    store.set_cursor("servicenow", ci, "task_ci")
+    store.set_cursor("servicenow", None)  # nothing fetched: the cursor stays
+
+    got = store.cursor("servicenow")
+    assert got == c
+    assert got is not None and got.updated_on.utcoffset() == timedelta(0)
+    assert store.cursor("servicenow", "task_ci") == Cursor(datetime(2026, 11, 20, 1, 0, tzinfo=UTC), "")
+    assert store.cursor("flow") is None
+
+    later = Cursor(c.updated_on + timedelta(seconds=1), "000")
+    store.set_cursor("servicenow", later)
+    assert store.cursor("servicenow") == later
+
+
+# -- outbox ------------------------------------------------------------------------------------------
+
+
+def enqueue_three(store: Store) -> list[Event]:
+    a, b = window("a"), window("b")
+    events = [event(EventKind.ANNOUNCED, a), event(EventKind.ANNOUNCED, b), event(EventKind.STARTED, a)]
+    with store.transaction():
+        store.enqueue(events[:2], ["slack", "alertmanager"], T0)
+        store.enqueue(events[2:], ["slack", "alertmanager"], T0 + timedelta(seconds=30))
+    return events
+
+
+def test_enqueue_then_open_deliveries_in_event_order(store: Store) -> None:
+    events = enqueue_three(store)
+
+    for target in ("slack", "alertmanager"):
+        open_ = store.open_deliveries(target)
+        assert [d.event for d in open_] == events
+        assert [d.target for d in open_] == [target] * 3
+        assert [d.state for d in open_] == ["pending"] * 3
+        assert [d.attempts for d in open_] == [0, 0, 0]
+        assert [d.key for d in open_] == [e.key for e in events]
+        ids = [d.event_id for d in open_]
+        assert ids == sorted(ids) and len(set(ids)) == 3
+    assert store.open_deliveries("slack", limit=2) == store.open_deliveries("slack")[:2]
+    assert store.open_deliveries("nobody") == []
+
+
+def test_mark_inflight_done_failed_and_count_attempts(store: Store) -> None:
+    enqueue_three(store)
+    first, second, third = store.open_deliveries("slack")
+    now = T0 + timedelta(minutes=1)
+
+    store.mark_delivery(first.event_id, "slack", "inflight", now)
+    store.mark_delivery(first.event_id, "slack", "pending", now, error="timeout")  # definite failure
+    store.mark_delivery(first.event_id, "slack", "inflight", now)
+    store.mark_delivery(second.event_id, "slack", "inflight", now)
+    store.mark_delivery(second.event_id, "slack", "failed", now, error="msg_too_long")
+    store.mark_delivery(third.event_id, "slack", "inflight", now)
+    store.mark_delivery(third.event_id, "slack", "done", now, ts="1700000000.000100")
+
+    (still_open,) = store.open_deliveries("slack")
+    assert (still_open.event_id, still_open.state, still_open.attempts) == (first.event_id, "inflight", 2)
+    assert store.delivered("slack") == [(third.event, "1700000000.000100")]
+    failed = raw(store.path, f"SELECT state, attempts, last_error FROM deliveries "
+                             f"WHERE target='slack' AND event_id={second.event_id}")
+    assert failed == [("failed", 1, "msg_too_long")]
+    # The other target is untouched.
+    assert [d.state for d in store.open_deliveries("alertmanager")] == ["pending"] * 3
+
+
+def test_skipped_deliveries_are_not_open(store: Store) -> None:
+    store.enqueue([event(EventKind.ANNOUNCED)], ["slack"], T0, state="skipped")
+    assert store.open_deliveries("slack") == []
+    assert store.outbox_stats(T0) == (0, 0.0)
+
+
+def test_outbox_stats_depth_and_age(store: Store) -> None:
+    assert store.outbox_stats(T0) == (0, 0.0)
+    enqueue_three(store)  # 3 events x 2 targets; the oldest at T0
+
+    assert store.outbox_stats(T0 + timedelta(seconds=90)) == (6, 90.0)
+    assert store.outbox_stats(T0 - timedelta(seconds=5)) == (6, 0.0)  # a clock behind: never negative
+
+    first, second, _ = store.open_deliveries("slack")
+    for target in ("slack", "alertmanager"):
+        store.mark_delivery(first.event_id, target, "done", T0, ts="1.0")
+        store.mark_delivery(second.event_id, target, "inflight", T0)
+    assert store.outbox_stats(T0 + timedelta(seconds=90)) == (4, 90.0)  # inflight counts as undelivered
+    for target in ("slack", "alertmanager"):
+        store.mark_delivery(second.event_id, target, "done", T0, ts="2.0")
+    assert store.outbox_stats(T0 + timedelta(seconds=90)) == (2, 60.0)
+
+
+# -- messages ----------------------------------------------------------------------------------------
+
+
+def test_message_inflight_then_posted(store: Store) -> None:
+    key = RICH.key
+    assert store.message(key, "slack") is None
+
+    store.set_message(key, "slack", ts=None, state="inflight")
+    assert store.message(key, "slack") == MessageRef(None, "inflight", None)
+
+    store.set_message(key, "slack", ts="1700000000.000100", state="posted", rendered="fp-1")
+    store.set_message(key, "slack", ts="1700000000.000100", state="posted", rendered=None)  # keeps fp-1
+    got = store.message(key, "slack")
+    assert got is not None
+    assert (got.ts, got.state, got.rendered) == ("1700000000.000100", "posted", "fp-1")
+    assert store.message(key, "other-channel") is None
+    assert store.messages("slack") == {key: got}
+
+
+# -- problems ----------------------------------------------------------------------------------------
+
+
+def test_problems_are_recorded_once_and_cleared(store: Store) -> None:
+    p1 = Problem("CHG1", "planned_end", "missing on a scheduled change")
+    p2 = Problem("CHG1", "planned_start", "missing on a scheduled change")
+    later = T0 + timedelta(hours=1)
+
+    assert store.set_problems("servicenow", "s1", "CHG1", [p1], T0) is True
+    assert store.set_problems("servicenow", "s1", "CHG1", [p1], later) is False
+    assert store.set_problems("servicenow", "s1", "CHG1", [p1, p2], later) is True
+    assert store.set_problems("servicenow", "s1", "CHG1", [p2, p1], later) is False  # same set, other order
+
+    (row,) = store.problems()
+    assert (row.source, row.sys_id, row.number) == ("servicenow", "s1", "CHG1")
+    assert row.problems == sorted([str(p1), str(p2)])
+    assert row.first_seen == T0  # when it was first rejected, not last
+
+    assert store.clear_problem("servicenow", "s1") is True
+    assert store.clear_problem("servicenow", "s1") is False
+    assert store.problems() == []
+    assert store.set_problems("servicenow", "s1", "CHG1", [p1], later) is True  # rejected again: logged again
+
+
+# -- transactions ------------------------------------------------------------------------------------
+
+
+def write_a_cycle(store: Store) -> None:
+    store.save_tracked(Tracked(RICH, Phase.SCHEDULED))
+    store.enqueue([event(EventKind.ANNOUNCED)], ["slack"], T0)
+    store.set_cursor("servicenow", Cursor(T0, "a1b2c3"))
+
+
+@pytest.mark.parametrize("exc", [ValueError, KeyboardInterrupt], ids=["error", "interrupt"])
+def test_rollback_on_exception_leaves_nothing(store: Store, exc: type[BaseException]) -> None:
+    with pytest.raises(exc), store.transaction():
+        write_a_cycle(store)
+        raise exc("crash in the middle of a cycle")
+
+    assert store.get_tracked(RICH.key) is None
+    assert store.open_deliveries("slack") == []
+    assert store.cursor("servicenow") is None
+    for table in ("windows", "events", "deliveries", "cursors"):
+        assert raw(store.path, f"SELECT COUNT(*) FROM {table}") == [(0,)], table
+
+    with store.transaction():  # the store is usable afterwards
+        write_a_cycle(store)
+    assert raw(store.path, "SELECT COUNT(*) FROM events") == [(1,)]
+
+
+def test_nested_transaction_joins_the_outer_one(store: Store) -> None:
+    with store.transaction():
+        with store.transaction():
+            write_a_cycle(store)
+        # The inner block ended, but nothing is committed until the outer one ends.
+        assert raw(store.path, "SELECT COUNT(*) FROM windows") == [(0,)]
+        assert store.get_tracked(RICH.key) is not None  # visible to the store's own connection
+    assert raw(store.path, "SELECT COUNT(*) FROM windows") == [(1,)]
+
+
+def test_outer_failure_rolls_back_a_finished_inner_transaction(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        with store.transaction():
+            write_a_cycle(store)
+        raise RuntimeError("the outer step failed")
+
+    assert store.get_tracked(RICH.key) is None
+    assert store.cursor("servicenow") is None
+    assert raw(store.path, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+# -- silences ----------------------------------------------------------------------------------------
+
+
+def test_silences_round_trip(store: Store) -> None:
+    key = RICH.key
+    assert store.silences(key) == []
+    data = [{"id": "5d1f", "matchers": [{"name": "instance", "value": "db01.예제", "isRegex": False}],
+             "endsAt": "2026-11-26T19:30:00Z"}]
+
+    store.set_silences(key, data)
+    assert store.silences(key) == data
+
+    store.set_silences(key, [])
+    assert store.silences(key) == []
