@@ -162,14 +162,16 @@ def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     ``$CREDENTIALS_DIRECTORY/<credential>``. Returns problems, each named by its key."""
     problems = []
     for section, key, file_key, credential, required in SECRETS:
+        prefix = f"ITSM_{section.upper()}__"
         sect = data.get(section)
+        if sect is None and any(k.startswith(prefix) for k in (*env, *os.environ)):
+            sect = data[section] = {}  # the section comes from the environment alone
         if not isinstance(sect, dict):
             continue  # a missing section is reported by validation (Alertmanager is optional)
-        prefix = f"ITSM_{section.upper()}__"
+        file = sect.pop(file_key, None) or os.environ.get(prefix + file_key.upper())
         from_env = env.get(prefix + key.upper()) or os.environ.get(prefix + key.upper())
         if sect.get(key) or from_env:
-            continue
-        file = sect.pop(file_key, None) or os.environ.get(prefix + file_key.upper())
+            continue  # given directly: it wins over a file
         path = Path(file) if file else None
         if path is None and env.get("CREDENTIALS_DIRECTORY"):
             candidate = Path(env["CREDENTIALS_DIRECTORY"]) / credential

@@ -288,12 +288,6 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     assert "nope.yaml" in str(err) and "not found" in str(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: connector/config.py _resolve_secrets pops servicenow.password_file only when no password "
-    "is given inline or by ITSM_SERVICENOW__PASSWORD; otherwise the key stays in the data and, the field "
-    "being gone from ServiceNowSettings, fails as 'servicenow.password_file: unknown key (typo?)'",
-)
 def test_environment_password_overrides_a_password_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,12 +297,6 @@ def test_environment_password_overrides_a_password_file(
     assert settings.servicenow.password.get_secret_value() == "from-the-environment"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: connector/config.py _resolve_secrets skips a section absent from the YAML; when the section "
-    "comes only from the environment (ITSM_SLACK__CHANNEL, or load_settings(None)), slack.token is never "
-    "looked up in $CREDENTIALS_DIRECTORY and a missing token is not reported: load succeeds with token=None",
-)
 def test_section_from_environment_gets_its_secret_from_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
