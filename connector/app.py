@@ -161,7 +161,7 @@ def build_app(
     import time
 
     stop = stop or threading.Event()
-    sn, sl = settings.servicenow, settings.slack
+    sn, sl = settings.primary_source, settings.slack
     store = store or Store(settings.state.path)
     source = ServiceNowSource(
         url=sn.url,

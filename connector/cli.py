@@ -75,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2
     for secret in (
-        settings.servicenow.password,
+        settings.primary_source.password,
         settings.slack.token,
-        settings.servicenow.oauth_client_secret,
+        settings.primary_source.oauth_client_secret,
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
@@ -158,7 +158,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     log.info(
         "itsm-connector %s started: source %s, channel %s, state %s",
         __version__,
-        settings.servicenow.url,
+        settings.primary_source.url,
         settings.slack.channel,
         app.store.path,
     )
@@ -202,8 +202,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     try:
         app.sources[0].check()
         print(
-            f"ok   servicenow: {settings.servicenow.url} table {settings.servicenow.table} readable "
-            f"as {settings.servicenow.username}"
+            f"ok   servicenow: {settings.primary_source.url} table {settings.primary_source.table} readable "
+            f"as {settings.primary_source.username}"
         )
     except SourceError as e:
         problems.append(f"servicenow: {e}")
@@ -290,7 +290,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
     store = Store(settings.state.path)
     now = datetime.now(timezone.utc)
-    name = settings.servicenow.name
+    name = settings.primary_source.name
     poll = json.loads(store.meta_get(f"last_poll:{name}") or "{}")
     cursor = store.cursor(name)
     depth, age = store.outbox_stats(now)
@@ -309,7 +309,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     ok_at = poll.get("ok_at")
     healthy = (
         bool(ok_at)
-        and (now - datetime.fromisoformat(ok_at)).total_seconds() <= 3 * settings.servicenow.poll_interval
+        and (now - datetime.fromisoformat(ok_at)).total_seconds() <= 3 * settings.primary_source.poll_interval
     )
     print(f"health       {'ok' if healthy else 'FAILING'}")
     return 0 if healthy else 1

@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
+from connector.routing import Route
 from connector.sinks.silence_plan import AlertmanagerSettings
 from connector.source.mapping import SourceMapping
 
@@ -74,6 +84,7 @@ class SlackSettings(_Strict):
     post_interval: float = Field(1.1, ge=0)
     timeout: float = Field(15.0, gt=0)
     overrun_mention: str | None = None
+    channels: list[ChannelSettings] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -96,6 +107,40 @@ class SlackSettings(_Strict):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def channel_settings(self, channel: str) -> ChannelSettings:
+        """The effective settings of ``channel``: its own entry over the slack defaults."""
+        own = next((c for c in self.channels if c.id == channel), None) or ChannelSettings.model_validate(
+            {"id": channel}
+        )
+        return own.model_copy(
+            update={"locale": own.locale or self.locale, "timezone": own.timezone or self.timezone}
+        )
+
+
+class ChannelSettings(_Strict):
+    """Per-channel overrides; a channel not listed uses the ``slack`` defaults."""
+
+    id: str
+    locale: Literal["ko", "en"] | None = None
+    timezone: str | None = None
+    digest_times: list[str] = Field(default_factory=list)
+    reminder_minutes: int | None = Field(None, ge=1, le=24 * 60)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else SlackSettings._tz(v)
+
+    @field_validator("digest_times")
+    @classmethod
+    def _times(cls, v: list[str]) -> list[str]:
+        for t in v:
+            try:
+                time.fromisoformat(t)
+            except ValueError:
+                raise ValueError(f"{t!r} is not a local time HH:MM") from None
+        return v
 
 
 class StateSettings(_Strict):
@@ -128,12 +173,39 @@ class LogSettings(_Strict):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ITSM_", env_nested_delimiter="__", extra="forbid")
 
-    servicenow: ServiceNowSettings
+    servicenow: ServiceNowSettings | None = None
+    sources: list[ServiceNowSettings] = Field(default_factory=list)
     slack: SlackSettings
+    routes: list[Route] = Field(default_factory=list)
     alertmanager: AlertmanagerSettings | None = None
     state: StateSettings = Field(default_factory=StateSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _sources(self) -> Settings:
+        names = [s.name for s in self.all_sources]
+        if not names:
+            raise ValueError("servicenow (or sources) is required: at least one ITSM to poll")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"source names must be unique (servicenow.name / sources[].name): {dup}")
+        return self
+
+    @property
+    def all_sources(self) -> list[ServiceNowSettings]:
+        return ([self.servicenow] if self.servicenow else []) + list(self.sources)
+
+    @property
+    def primary_source(self) -> ServiceNowSettings:
+        """The first source (``servicenow``, else ``sources[0]``): where one source is assumed."""
+        return self.all_sources[0]
+
+    @property
+    def all_channels(self) -> list[str]:
+        """Every channel a window can be routed to, the default first."""
+        chans = [self.slack.channel, *(c for r in self.routes for c in r.channels)]
+        return list(dict.fromkeys(chans))
 
     @classmethod
     def settings_customise_sources(
@@ -158,41 +230,60 @@ SECRETS = [
 
 def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     """Fill secrets into the raw config (before validation, so missing ones are listed with every
-    other problem): the value itself (file or ``ITSM_*`` env), else ``<key>_file``, else
-    ``$CREDENTIALS_DIRECTORY/<credential>``. Returns problems, each named by its key."""
+    other problem). Returns problems, each named by its key."""
     problems = []
+    for i, src in enumerate(data.get("sources") or []):
+        if isinstance(src, dict):
+            name = str(src.get("name") or f"source{i}")
+            problems += _resolve_one(
+                src, f"sources.{i}", "password", "password_file", f"{name}-password", True, env
+            )
     for section, key, file_key, credential, required in SECRETS:
         prefix = f"ITSM_{section.upper()}__"
         sect = data.get(section)
+        if section == "servicenow" and sect is None and data.get("sources"):
+            continue  # several sources: each resolved its own (above)
         if sect is None and any(k.startswith(prefix) for k in (*env, *os.environ)):
             sect = data[section] = {}  # the section comes from the environment alone
-        if not isinstance(sect, dict):
-            continue  # a missing section is reported by validation (Alertmanager is optional)
-        file = sect.pop(file_key, None) or os.environ.get(prefix + file_key.upper())
-        from_env = env.get(prefix + key.upper()) or os.environ.get(prefix + key.upper())
-        if sect.get(key) or from_env:
-            continue  # given directly: it wins over a file
-        path = Path(file) if file else None
-        if path is None and env.get("CREDENTIALS_DIRECTORY"):
-            candidate = Path(env["CREDENTIALS_DIRECTORY"]) / credential
-            path = candidate if (required or candidate.exists()) else None
-        if path is None:
-            if required:
-                problems.append(
-                    f"{section}.{key}: not set (set {prefix}{key.upper()}, {section}.{file_key}, "
-                    f"or a systemd credential named {credential!r})"
-                )
-            continue
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            problems.append(f"{section}.{file_key}: cannot read {path}: {e.strerror}")
-            continue
-        if not text:
-            problems.append(f"{section}.{file_key}: {path} is empty")
-            continue
-        sect[key] = text
+        if isinstance(sect, dict):  # a missing section is reported by validation (Alertmanager is optional)
+            problems += _resolve_one(sect, section, key, file_key, credential, required, env)
     return problems
+
+
+def _resolve_one(
+    sect: dict[str, Any],
+    where: str,
+    key: str,
+    file_key: str,
+    credential: str,
+    required: bool,
+    env: Mapping[str, str],
+) -> list[str]:
+    """One secret: the value itself (inline or ``ITSM_*`` env), else ``<key>_file``, else
+    ``$CREDENTIALS_DIRECTORY/<credential>``."""
+    env_key = f"ITSM_{where.upper().replace('.', '__')}__"
+    file = sect.pop(file_key, None) or os.environ.get(env_key + file_key.upper())
+    if sect.get(key) or env.get(env_key + key.upper()) or os.environ.get(env_key + key.upper()):
+        return []  # given directly: it wins over a file
+    path = Path(file) if file else None
+    if path is None and env.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / credential
+        path = candidate if (required or candidate.exists()) else None
+    if path is None:
+        if not required:
+            return []
+        return [
+            f"{where}.{key}: not set (set {env_key}{key.upper()}, {where}.{file_key}, "
+            f"or a systemd credential named {credential!r})"
+        ]
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        return [f"{where}.{file_key}: cannot read {path}: {e.strerror}"]
+    if not text:
+        return [f"{where}.{file_key}: {path} is empty"]
+    sect[key] = text
+    return []
 
 
 def _format_errors(err: ValidationError) -> list[str]:
@@ -227,11 +318,19 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
             raise ConfigError(f"config file {path}: the top level must be a mapping of keys", problems=[])
         data = loaded
     problems = _resolve_secrets(data, env)
+    if (
+        not data.get("servicenow")
+        and not data.get("sources")
+        and not any(k.startswith("ITSM_SERVICENOW__") for k in os.environ)
+    ):
+        problems.insert(0, "servicenow: Field required (or a list of sources)")
     try:
         settings = Settings(**data)
     except ValidationError as e:
+        found = _format_errors(e)
+        found = [p for p in found if not p.startswith("(top level): Value error, servicenow (or sources)")]
         raise ConfigError(
-            f"invalid configuration in {path or 'environment'}", problems=_format_errors(e) + problems
+            f"invalid configuration in {path or 'environment'}", problems=found + problems
         ) from None
     if problems:
         raise ConfigError(f"invalid configuration in {path or 'environment'}", problems=problems)

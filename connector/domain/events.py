@@ -18,6 +18,9 @@ class EventKind(str, Enum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     WITHDRAWN = "withdrawn"
+    # Per channel, not lifecycle: told only in the channels that asked for them.
+    REMINDER = "reminder"  # N minutes before the planned start
+    REROUTED = "rerouted"  # the routing rules now send this window elsewhere
 
     def __str__(self) -> str:
         return self.value

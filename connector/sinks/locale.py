@@ -76,6 +76,10 @@ EN: dict[str, str] = {
         "↩️ Withdrawn — no longer in the change feed (deleted or out of the filter); "
         "alerts from {cis} are live again"
     ),
+    "event.reminder": (
+        "⏰ Starts in {minutes} min ({start}) — alerts from {cis} will be expected until {until}"
+    ),
+    "event.rerouted": "↪️ This window is now followed in another channel; this message is no longer updated",
     # Digest.
     "digest.title": "Maintenance windows",
     "digest.as_of": "As of {time} · in progress {running} · upcoming {upcoming}",
@@ -156,6 +160,8 @@ KO: dict[str, str] = {
         "↩️ 철회 — 변경 피드에서 더 이상 보이지 않습니다 (삭제되었거나 필터에서 제외됨). "
         "이제부터 {cis}의 알림은 실제 상황입니다"
     ),
+    "event.reminder": "⏰ {minutes}분 후 시작 ({start}) — {until}까지 {cis}의 알림은 예정된 것입니다",
+    "event.rerouted": "↪️ 이 작업은 이제 다른 채널에서 안내합니다. 이 메시지는 더 이상 갱신되지 않습니다",
     "digest.title": "유지보수 작업 현황",
     "digest.as_of": "{time} 기준 · 진행 중 {running}건 · 예정 {upcoming}건",
     "digest.empty": "알릴 유지보수 작업이 없습니다.",

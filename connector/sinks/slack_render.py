@@ -273,7 +273,11 @@ def render_event(e: Event, ctx: RenderContext) -> Rendered:
     ):
         key += ".live"
     changes = _changes(e, ctx) if kind is EventKind.RESCHEDULED else ""
-    body = message(ctx.locale, key, changes=changes, **values)
+    extra: dict[str, Any] = {"minutes": "?"}
+    if kind is EventKind.REMINDER and w.planned_start is not None:
+        minutes = max(0, round((w.planned_start - e.at).total_seconds() / 60))
+        extra = {"minutes": minutes, "start": format_time(w.planned_start, ctx)}
+    body = message(ctx.locale, key, changes=changes, **{**values, **extra})
     mention = f"{ctx.mention} " if ctx.mention and kind in MENTION_EVENTS else ""
     number = _esc(w.number)
     return Rendered(_cut(f"{mention}{number} · {body}", TEXT_LIMIT), [_section(f"{mention}{body}")])

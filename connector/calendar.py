@@ -1,0 +1,64 @@
+"""The calendar feed (RFC 5545): one VEVENT per window, so L1 can subscribe in their calendar.
+
+Pure: windows and ``now`` in, bytes out. ``SEQUENCE`` is the number of events told about the
+window, so it goes up on every change and calendar clients replace the old copy; cancelled and
+withdrawn windows stay in the feed as ``STATUS:CANCELLED`` so subscribers see them disappear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from icalendar import Calendar, Event
+
+from connector.domain.reconcile import Tracked
+from connector.domain.window import Phase
+
+PRODID = "-//itsm-connector//maintenance windows//EN"
+CANCELLED = frozenset({Phase.CANCELLED, Phase.WITHDRAWN})
+
+
+def render_calendar(
+    windows: Iterable[tuple[Tracked, int]],
+    now: datetime,
+    *,
+    name: str = "Maintenance windows",
+    keep_finished: timedelta = timedelta(days=7),
+) -> bytes:
+    """``windows``: each tracked window with its sequence number. Windows without planned times,
+    never announced, or finished more than ``keep_finished`` ago are left out."""
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("x-wr-calname", name)
+    for tracked, sequence in sorted(
+        windows, key=lambda i: (i[0].window.planned_start or now, i[0].window.number)
+    ):
+        w = tracked.window
+        if not tracked.announced or w.planned_start is None or w.planned_end is None:
+            continue
+        if w.planned_end < now - keep_finished:
+            continue
+        ev = Event()
+        ev.add("uid", f"{w.sys_id}@{w.source}.itsm-connector")
+        ev.add("dtstamp", now)
+        ev.add("dtstart", w.planned_start)
+        ev.add("dtend", w.planned_end)
+        ev.add("sequence", sequence)
+        ev.add("summary", f"{w.number} {w.title}".strip())
+        ev.add("status", "CANCELLED" if tracked.phase in CANCELLED else "CONFIRMED")
+        lines = [f"Phase: {tracked.phase.value}"]
+        if w.cis:
+            lines.append("CIs: " + ", ".join(w.cis))
+        if w.assignment_group:
+            lines.append(f"Group: {w.assignment_group}")
+        if w.url:
+            lines.append(w.url)
+            ev.add("url", w.url)
+        ev.add("description", "\n".join(lines))
+        if w.updated_on:
+            ev.add("last-modified", w.updated_on)
+        cal.add_component(ev)
+    return bytes(cal.to_ical())
