@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from connector.domain.events import Event
+from connector.domain.events import ENTERED, Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
-from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem
+from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, Problem, phase_at
 from connector.source.mapping import SourceMapping
 from connector.source.normalize import normalize_change
 from connector.source.query import Cursor, next_cursor
@@ -80,6 +80,9 @@ class Syncer:
         mapping: SourceMapping,
         targets: Sequence[str],
         first_run: str = "digest",
+        on_event: Callable[[Event], None] | None = None,
+        targets_for: Callable[[MaintenanceWindow], Sequence[str]] | None = None,
+        reminder_minutes: Callable[[str], int | None] = lambda target: None,
     ) -> None:
         self.source = source
         self.store = store
@@ -90,11 +93,15 @@ class Syncer:
         self.mapping = mapping
         self.fields = mapping.fields.fields()
         self.id_field = mapping.fields.sys_id
-        self.targets = list(targets)
+        self.targets = list(targets)  # every channel (each gets its own first-run digest)
         self.first_run = first_run
+        self._targets_for = targets_for or (lambda w: self.targets)
+        self._reminder_minutes = reminder_minutes
+        self.on_event = on_event or (lambda e: None)  # e.g. the events-by-kind metric
 
     # -- incremental poll -------------------------------------------------------------------------
-    def poll(self, now: datetime) -> PollResult:
+    def poll(self, now: datetime, progress: Callable[[], None] = lambda: None) -> PollResult:
+        """``progress`` is called after each committed page (the daemon's watchdog heartbeat)."""
         result = PollResult(first_sync=self.store.meta_get(f"initial_sync_done:{self.name}") is None)
         cursor = self.store.cursor(self.name)
         for records, page_cursor in self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now):
@@ -105,6 +112,7 @@ class Syncer:
                         self._apply(raw, cis, now, silent=result.first_sync and self.first_run != "announce")
                     )
                 self.store.set_cursor(self.name, page_cursor)
+            progress()
         if result.first_sync:
             with self.store.transaction():
                 self.store.meta_set(f"initial_sync_done:{self.name}", now.isoformat())
@@ -154,22 +162,44 @@ class Syncer:
         if tracked is not None and (prev is None or tracked != prev):
             self.store.save_tracked(tracked)
             res.changed += 1
-        self._emit(events, now, silent=silent)
+        if tracked is not None and tracked.announced:
+            self._route(tracked, events, now, silent=silent)
+        for e in events:
+            self.on_event(e)
         res.events += len(events)
         return res
 
-    def _emit(self, events: list[Event], now: datetime, *, silent: bool = False) -> None:
-        if not events:
+    def _route(self, tracked: Tracked, events: list[Event], now: datetime, *, silent: bool) -> None:
+        """Send ``events`` to the channels that follow the window; when the routing rules now send it
+        elsewhere, tell the old channels it moved and introduce it to the new ones."""
+        key, w, phase = tracked.window.key, tracked.window, tracked.phase
+        old = self.store.targets(key)
+        new = list(self._targets_for(w))
+        if old is not None and phase in TERMINAL_PHASES:
+            new = old  # a finished window is told where it was followed
+        state = "skipped" if silent else "pending"
+        if old is None or set(old) == set(new):
+            self._enqueue(events, new, now, state)
+        else:
+            kept = [t for t in new if t in old]
+            self._enqueue(events, kept, now, state)
+            removed = [t for t in old if t not in new]
+            self._enqueue([Event(EventKind.REROUTED, now, w, phase)], removed, now, state)
+            intro = [Event(EventKind.ANNOUNCED, now, w, phase)]
+            if phase in (Phase.IN_PROGRESS, Phase.OVERRUN):
+                intro.append(Event(ENTERED[phase], now, w, phase))
+            self._enqueue(intro, [t for t in new if t not in old], now, state)
+            log.info("%s: now followed in %s (was %s)", w.number, ", ".join(new), ", ".join(old))
+        if old != new:
+            self.store.set_targets(key, new)
+
+    def _enqueue(self, events: list[Event], targets: Sequence[str], now: datetime, state: str) -> None:
+        if not events or not targets:
             return
-        self.store.enqueue(events, self.targets, now, state="skipped" if silent else "pending")
+        self.store.enqueue(events, targets, now, state=state)
         for e in events:
-            log.info(
-                "%s: %s (%s)%s",
-                e.window.number,
-                e.kind,
-                e.phase,
-                " [first sync: digest only]" if silent else "",
-            )
+            suffix = " [first sync: digest only]" if state == "skipped" else ""
+            log.info("%s: %s (%s) → %s%s", e.window.number, e.kind, e.phase, ", ".join(targets), suffix)
 
     # -- affected CIs -------------------------------------------------------------------------------
     def _task_cis(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -217,7 +247,25 @@ class Syncer:
         with self.store.transaction():
             for t in self.store.tracked(open_only=True, source=self.name):
                 self._reconcile(t.window.key, t.window, now, into=res)
+                res.events += self._remind(t, now)
         return res
+
+    def _remind(self, t: Tracked, now: datetime) -> int:
+        """A reminder in the thread N minutes before the planned start, in channels that want one."""
+        w = t.window
+        if not t.announced or w.planned_start is None or phase_at(w, now) is not Phase.SCHEDULED:
+            return 0
+        told = 0
+        for target in self.store.targets(w.key) or []:
+            minutes = self._reminder_minutes(target)
+            if not minutes or now < w.planned_start - timedelta(minutes=minutes):
+                continue
+            mark = f"reminded:{target}:{w.source}:{w.sys_id}:{w.planned_start.isoformat()}"
+            if self.store.meta_get(mark) is None:
+                self.store.meta_set(mark, now.isoformat())
+                self._enqueue([Event(EventKind.REMINDER, now, w, t.phase)], [target], now, "pending")
+                told += 1
+        return told
 
     # -- slow full check ----------------------------------------------------------------------------
     def refresh(self, now: datetime) -> PollResult:

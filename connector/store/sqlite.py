@@ -66,6 +66,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE windows ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
     UPDATE windows SET announced = (phase != 'pending');
     """,
+    # 3: the channels that follow each window (routes can change), and per-channel one-off notes
+    """
+    CREATE TABLE targets (
+        source TEXT NOT NULL, sys_id TEXT NOT NULL, targets TEXT NOT NULL, PRIMARY KEY (source, sys_id));
+    INSERT INTO targets(source, sys_id, targets)
+        SELECT DISTINCT e.source, e.sys_id, json_array(d.target) FROM events e JOIN deliveries d ON d.event_id = e.id;
+    """,
 ]
 
 OPEN_DELIVERY = ("pending", "inflight")
@@ -216,6 +223,22 @@ class Store:
                 json.dumps(window_to_dict(t.window)),
             ),
         )
+
+    def targets(self, key: tuple[str, str]) -> list[str] | None:
+        """The channels following a window (``None``: never routed)."""
+        rows = self._q("SELECT targets FROM targets WHERE source=? AND sys_id=?", key)
+        return list(json.loads(rows[0][0])) if rows else None
+
+    def set_targets(self, key: tuple[str, str], targets: Sequence[str]) -> None:
+        self._x(
+            "INSERT INTO targets(source, sys_id, targets) VALUES(?,?,?) "
+            "ON CONFLICT(source, sys_id) DO UPDATE SET targets=excluded.targets",
+            (*key, json.dumps(list(targets))),
+        )
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        """Events told per window (the calendar's SEQUENCE)."""
+        return {(s, i): n for s, i, n in self._q("SELECT source, sys_id, COUNT(*) FROM events GROUP BY 1, 2")}
 
     # -- cursors ----------------------------------------------------------------------------------
     def cursor(self, source: str, name: str = "changes") -> Cursor | None:
