@@ -9,17 +9,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_sdk import WebClient
 
 from connector import __version__
-from connector.config import Settings
+from connector.config import ServiceNowSettings, Settings
 from connector.daemon import Daemon, SinkWorker, utc_now
+from connector.domain.events import Event
 from connector.domain.window import MaintenanceWindow, Phase
 from connector.health import HealthServer, HealthSnapshot
 from connector.metrics import Metrics
+from connector.routing import channels_for, route_for
 from connector.sinks.digest import DigestPoster
-from connector.sinks.silence_delivery import SilenceDelivery
+from connector.sinks.silence_delivery import SilenceDelivery, SilenceReport
 from connector.sinks.silence_plan import silence_url
 from connector.sinks.slack import DeliveryReport, SlackSink
 from connector.sinks.slack_render import RenderContext
@@ -59,30 +62,77 @@ class App:
     sources: list[ServiceNowSource] = field(default_factory=list)
     health: HealthServer | None = None
     silences: SilenceDelivery | None = None
-    _touched: set[tuple[str, str]] = field(default_factory=set)
+    #: every channel a window can be routed to: its sink and its digest poster (default first)
+    channels: dict[str, tuple[SlackSink, DigestPoster]] = field(default_factory=dict)
+    _touched: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     _touched_lock: threading.Lock = field(default_factory=threading.Lock)
+    _sink_state: dict[str, str | None] = field(default_factory=dict)
 
     def touch(self, key: tuple[str, str]) -> None:
-        """Another sink changed what a window's parent message shows."""
+        """Another sink changed what a window's parent message shows (in every channel)."""
         with self._touched_lock:
-            self._touched.add(key)
+            for channel in self.channels:
+                self._touched.setdefault(channel, set()).add(key)
 
     def deliver_slack(self, now: datetime) -> DeliveryReport:
-        self.digest.post_if_pending(now)
+        """One delivery pass over every channel (the daemon runs one worker per channel instead)."""
+        total = DeliveryReport()
+        for channel in self.channels:
+            r = self.deliver_channel(channel, now)
+            total.posted, total.updated = total.posted + r.posted, total.updated + r.updated
+            total.recovered += r.recovered
+            total.poisoned += r.poisoned
+        return total
+
+    def deliver_channel(self, channel: str, now: datetime) -> DeliveryReport:
+        sink, digest = self.channels[channel]
+        digest.post_if_pending(now)
+        digest.schedule_shift_digest(now)
+        digest.post_if_pending(now)
         with self._touched_lock:
-            touched, self._touched = self._touched, set()
+            touched = self._touched.pop(channel, set())
         try:
-            report = self.slack.deliver(now, also_refresh=sorted(touched))
+            report = sink.deliver(now, also_refresh=sorted(touched))
         except Exception:
             with self._touched_lock:
-                self._touched |= touched
+                self._touched.setdefault(channel, set()).update(touched)
             raise
-        for _ in range(report.posted):
-            self.metrics.delivery("slack", "posted")
-        for _ in range(report.updated):
-            self.metrics.delivery("slack", "updated")
+        for result, n in (
+            ("posted", report.posted),
+            ("updated", report.updated),
+            ("recovered", report.recovered),
+            ("refused", len(report.poisoned)),
+        ):
+            self.metrics.delivery("slack", result, n)
         self.update_gauges(now)
+        if report.posted or report.updated or report.recovered or report.poisoned:
+            depth, _ = self.store.outbox_stats(now)
+            log.info(
+                "slack %s: posted %d, updated %d, recovered %d, refused %d; outbox %d",
+                channel,
+                report.posted,
+                report.updated,
+                report.recovered,
+                len(report.poisoned),
+                depth,
+            )
         return report
+
+    def sink_result(self, sink: str, result: object | None, error: str | None) -> None:
+        """After each delivery pass of a sink worker: failures as metrics, and the sink's state in the
+        store (on change only) so ``itsm-connector status`` can show it from another process."""
+        if error is not None:
+            self.metrics.delivery(sink, "error")
+        elif isinstance(result, SilenceReport):
+            self.metrics.delivery(sink, "changed", result.changed)
+            self.metrics.delivery(sink, "refused", result.problems)
+        now = self.daemon.clock()
+        if self._sink_state.get(sink, "") == error:
+            return
+        self._sink_state[sink] = error
+        record = {"error": error, "since": now.isoformat()}
+        with self.store.transaction():
+            self.store.meta_set(f"sink:{sink}", json.dumps(record))
 
     def update_gauges(self, now: datetime) -> None:
         depth, age = self.store.outbox_stats(now)
@@ -97,7 +147,7 @@ class App:
         st = self.daemon.status
         oks = [s.last_ok_at for s in st.sources.values()]
         errors = [f"{name}: {s.last_error}" for name, s in st.sources.items() if s.last_error]
-        slack_err = st.sink_errors.get("slack")
+        slack_err = next((e for n, e in st.sink_errors.items() if n.startswith("slack") and e), None)
         return HealthSnapshot(
             poll_interval=self.daemon.poll_interval,
             last_poll_ok_at=None if any(o is None for o in oks) else min(o for o in oks if o is not None),
@@ -114,14 +164,19 @@ class App:
         )
 
     def status_line(self) -> str:
+        """systemd's ``STATUS=``: last successful poll, active windows, outbox depth, what is failing."""
         now = self.daemon.clock()
         depth, _ = self.store.outbox_stats(now)
         active = sum(
             1 for t in self.store.tracked(open_only=True) if t.phase in (Phase.IN_PROGRESS, Phase.OVERRUN)
         )
-        oks = [s.last_ok_at for s in self.daemon.status.sources.values() if s.last_ok_at]
+        st = self.daemon.status
+        oks = [s.last_ok_at for s in st.sources.values() if s.last_ok_at]
         last = f"{min(oks):%H:%M:%S}Z" if oks else "never"
-        return f"last poll ok {last}; {active} windows in progress; outbox {depth}"
+        line = f"last poll ok {last}; {active} windows in progress; outbox {depth}"
+        failing = [n for n, s in st.sources.items() if s.last_error]
+        failing += [n for n, e in st.sink_errors.items() if e]
+        return line + (f"; FAILING: {', '.join(failing)}" if failing else "")
 
     def close(self) -> None:
         if self.health:
@@ -131,22 +186,47 @@ class App:
         self.store.close()
 
 
-def render_context(settings: Settings, store: Store) -> Callable[[MaintenanceWindow], RenderContext]:
+def render_context(
+    settings: Settings, store: Store, channel: str | None = None
+) -> Callable[[MaintenanceWindow], RenderContext]:
+    """How a window is rendered in ``channel``: the channel's locale and timezone, the silence, and
+    the mention of the route that sent the window there (for the events it names)."""
     am = settings.alertmanager
+    ch = settings.slack.channel_settings(channel or settings.slack.channel)
 
     def context(w: MaintenanceWindow) -> RenderContext:
         sil = store.silences(w.key)
         sid = str(sil[0]["id"]) if sil else None
         url = silence_url(am, sid) if (am and sid) else None
+        route = route_for(w, settings.routes)
+        mention = settings.slack.overrun_mention
+        if route is not None and route.mention is not None:
+            mention = route.mention.text
         return RenderContext(
-            locale=settings.slack.locale,
-            tz=settings.slack.tz,
+            locale=ch.locale or settings.slack.locale,
+            tz=ZoneInfo(ch.timezone or settings.slack.timezone),
             silence_id=sid,
             silence_url=url,
-            mention=settings.slack.overrun_mention,
+            mention=mention,
         )
 
     return context
+
+
+def _source(sn: ServiceNowSettings) -> ServiceNowSource:
+    return ServiceNowSource(
+        url=sn.url,
+        username=sn.username,
+        password=sn.password.get_secret_value() if sn.password else "",
+        table=sn.table,
+        updated_field=sn.mapping.fields.updated_on,
+        id_field=sn.mapping.fields.sys_id,
+        api_version=sn.api_version,
+        page_size=sn.page_size,
+        timeout=sn.timeout,
+        oauth_client_id=sn.oauth_client_id,
+        oauth_client_secret=sn.oauth_client_secret.get_secret_value() if sn.oauth_client_secret else None,
+    )
 
 
 def build_app(
@@ -161,34 +241,38 @@ def build_app(
     import time
 
     stop = stop or threading.Event()
-    sn, sl = settings.primary_source, settings.slack
+    sl = settings.slack
     store = store or Store(settings.state.path)
-    source = ServiceNowSource(
-        url=sn.url,
-        username=sn.username,
-        password=sn.password.get_secret_value() if sn.password else "",
-        table=sn.table,
-        updated_field=sn.mapping.fields.updated_on,
-        id_field=sn.mapping.fields.sys_id,
-        api_version=sn.api_version,
-        page_size=sn.page_size,
-        timeout=sn.timeout,
-        oauth_client_id=sn.oauth_client_id,
-        oauth_client_secret=sn.oauth_client_secret.get_secret_value() if sn.oauth_client_secret else None,
-    )
-    target = f"slack:{sl.channel}"
-    syncer = Syncer(
-        source,
-        store,
-        name=sn.name,
-        base_url=sn.url,
-        table=sn.table,
-        filter=sn.filter,
-        mapping=sn.mapping,
-        targets=[target],
-        first_run=sl.first_run,
-    )
     metrics = Metrics(__version__, phases=[p.value for p in Phase])
+    targets = [f"slack:{c}" for c in settings.all_channels]
+
+    def targets_for(w: MaintenanceWindow) -> list[str]:
+        return [f"slack:{c}" for c in channels_for(w, settings.routes, sl.channel)]
+
+    def reminder_minutes(target: str) -> int | None:
+        return sl.channel_settings(target.removeprefix("slack:")).reminder_minutes
+
+    def on_event(e: Event) -> None:
+        metrics.event(e.kind.value)
+
+    sources = [_source(sn) for sn in settings.all_sources]
+    syncers = [
+        Syncer(
+            source,
+            store,
+            name=sn.name,
+            base_url=sn.url,
+            table=sn.table,
+            filter=sn.filter,
+            mapping=sn.mapping,
+            targets=targets,
+            first_run=sl.first_run,
+            on_event=on_event,
+            targets_for=targets_for,
+            reminder_minutes=reminder_minutes,
+        )
+        for source, sn in zip(sources, settings.all_sources, strict=True)
+    ]
 
     def on_poll(name: str, result: PollResult | None, error: str | None, kind: str | None) -> None:
         now = clock()
@@ -203,9 +287,9 @@ def build_app(
             store.meta_set(f"last_poll:{name}", json.dumps(record))
 
     daemon = Daemon(
-        [syncer],
-        poll_interval=sn.poll_interval,
-        refresh_interval=sn.ci_refresh_interval,
+        syncers,
+        poll_interval=min(sn.poll_interval for sn in settings.all_sources),
+        refresh_interval=min(sn.ci_refresh_interval for sn in settings.all_sources),
         stop=stop,
         clock=clock,
         on_poll=on_poll,
@@ -216,15 +300,46 @@ def build_app(
         timeout=int(sl.timeout),
         retry_handlers=[],
     )
-    pacer = Pacer(sl.post_interval, monotonic or time.monotonic, stop.wait)
-    context = render_context(settings, store)
-    slack = SlackSink(client, store, sl.channel, context, pace=pacer, wait=stop.wait)
-    digest = DigestPoster(slack, store, context, horizon_hours=sl.digest_horizon_hours)
-    app = App(settings, store, daemon, slack, digest, metrics, sources=[source])
-    daemon.sinks.append(SinkWorker("slack", app.deliver_slack, stop, daemon.status, clock=clock))
+    channels: dict[str, tuple[SlackSink, DigestPoster]] = {}
+    for channel in settings.all_channels:
+        pacer = Pacer(sl.post_interval, monotonic or time.monotonic, stop.wait)
+        context = render_context(settings, store, channel)
+        sink = SlackSink(client, store, channel, context, pace=pacer, wait=stop.wait)
+        cs = sl.channel_settings(channel)
+        digest = DigestPoster(
+            sink,
+            store,
+            context,
+            horizon_hours=sl.digest_horizon_hours,
+            shift_times=cs.digest_times,
+            tz=ZoneInfo(cs.timezone or sl.timezone),
+        )
+        channels[channel] = (sink, digest)
+    default_sink, default_digest = channels[sl.channel]
+    app = App(
+        settings, store, daemon, default_sink, default_digest, metrics, sources=sources, channels=channels
+    )
+    for channel in channels:
+        daemon.sinks.append(
+            SinkWorker(
+                f"slack:{channel}",
+                lambda now, ch=channel: app.deliver_channel(ch, now),  # type: ignore[misc]
+                stop,
+                daemon.status,
+                clock=clock,
+                on_result=app.sink_result,
+            )
+        )
     if settings.alertmanager is not None:
         app.silences = SilenceDelivery.from_settings(settings.alertmanager, store, on_change=app.touch)
         daemon.sinks.append(
-            SinkWorker("alertmanager", app.silences.deliver, stop, daemon.status, clock=clock)
+            SinkWorker(
+                "alertmanager",
+                app.silences.deliver,
+                stop,
+                daemon.status,
+                clock=clock,
+                on_result=app.sink_result,
+            )
         )
     return app

@@ -1,18 +1,24 @@
-"""The first-run digest: one message listing what is running and upcoming, instead of a flood.
+"""Digests: one message listing windows, for the first sync and for shift handovers.
 
-On a fresh state (or a new channel), the first sync records every window silently and asks for a
-digest (``meta digest:<target> = pending``). This posts it once, with the same unknown-outcome
-protocol as every other post, then normal operation takes over: a window listed here gets its own
-message at its next event.
+- First run: on a fresh state the first sync records every window silently and asks for a digest
+  (``meta digest:<target> = pending``) instead of a flood; a window listed there gets its own
+  message at its next event.
+- Shift digest: at each configured local time (``slack.channels[].digest_times``) the windows of
+  today and tomorrow in the channel's timezone (running, overrunning, upcoming).
+
+Either is posted once, with the same unknown-outcome protocol as every other post. The state in
+``meta digest:<target>`` is ``pending[:shift:<slot>]`` → ``inflight:…`` → ``done:…``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from connector.domain.window import SUPPRESSING_PHASES, MaintenanceWindow, Phase
+from connector.domain.window import SUPPRESSING_PHASES, MaintenanceWindow, Phase, State
+from connector.sinks.locale import message
 from connector.sinks.slack import SlackSink
 from connector.sinks.slack_render import RenderContext, render_digest
 from connector.store.sqlite import Store
@@ -36,6 +42,51 @@ def digest_items(
     )
 
 
+def shift_items(
+    windows: list[tuple[MaintenanceWindow, Phase]], now: datetime, tz: ZoneInfo
+) -> list[tuple[MaintenanceWindow, Phase]]:
+    """Today's and tomorrow's windows in ``tz``: running, overrunning, upcoming (pure)."""
+    today = now.astimezone(tz).date()
+    days = {today, today + timedelta(days=1)}
+    items = [
+        (w, phase)
+        for w, phase in windows
+        if phase in SUPPRESSING_PHASES
+        or (
+            phase is Phase.SCHEDULED
+            and w.planned_start is not None
+            and w.planned_start.astimezone(tz).date() in days
+        )
+    ]
+    return sorted(
+        items, key=lambda i: (i[1] not in SUPPRESSING_PHASES, i[0].planned_start or now, i[0].number)
+    )
+
+
+def due_slot(
+    times: Sequence[str],
+    tz: ZoneInfo,
+    now: datetime,
+    last: datetime | None,
+    grace: timedelta = timedelta(hours=1),
+) -> datetime | None:
+    """The latest configured local time at or before ``now`` that has not been served (``last``) and is
+    not older than ``grace`` (a digest hours late after an outage is noise), else ``None`` (pure)."""
+    local = now.astimezone(tz)
+    slots = [
+        datetime.combine(day, time.fromisoformat(t), tzinfo=tz)
+        for day in (local.date() - timedelta(days=1), local.date())
+        for t in times
+    ]
+    past = [slot for slot in slots if slot <= local]
+    if not past:
+        return None
+    slot = max(past)
+    if (last is not None and slot <= last) or local - slot > grace:
+        return None
+    return slot
+
+
 class DigestPoster:
     def __init__(
         self,
@@ -44,40 +95,86 @@ class DigestPoster:
         context: Callable[[MaintenanceWindow], RenderContext],
         *,
         horizon_hours: float,
+        shift_times: Sequence[str] = (),
+        tz: ZoneInfo | None = None,
     ) -> None:
         self.sink = sink
         self.store = store
         self.context = context
         self.horizon = timedelta(hours=horizon_hours)
+        self.shift_times = list(shift_times)
+        self.tz = tz or ZoneInfo("UTC")
         self.key = f"digest:{sink.target}"
 
+    def windows(self) -> list[tuple[MaintenanceWindow, Phase]]:
+        """Open windows that this channel follows."""
+        target = self.sink.target
+        return [
+            (t.window, t.phase)
+            for t in self.store.tracked(open_only=True)
+            if target in (self.store.targets(t.window.key) or [])
+        ]
+
+    def items(self, now: datetime, kind: str) -> list[tuple[MaintenanceWindow, Phase]]:
+        if kind == "shift":
+            return shift_items(self.windows(), now, self.tz)
+        return digest_items(self.windows(), now, self.horizon)
+
+    def schedule_shift_digest(self, now: datetime) -> None:
+        """Ask for a shift digest when one of the channel's digest times has come."""
+        if not self.shift_times or (self.store.meta_get(self.key) or "").startswith(("pending", "inflight")):
+            return
+        last = self.store.meta_get(f"digest_slot:{self.sink.target}")
+        slot = due_slot(self.shift_times, self.tz, now, datetime.fromisoformat(last) if last else None)
+        if slot is not None:
+            with self.store.transaction():
+                self.store.meta_set(f"digest_slot:{self.sink.target}", slot.isoformat())
+                self.store.meta_set(self.key, f"pending:shift:{slot.isoformat()}")
+
     def post_if_pending(self, now: datetime) -> str | None:
-        state = self.store.meta_get(self.key)
-        if state not in ("pending", "inflight"):
+        status, _, spec = (self.store.meta_get(self.key) or "").partition(":")
+        if status not in ("pending", "inflight"):
             return None
-        ident = f"{self.store.store_id}:{self.key}"
-        if state == "inflight":
+        kind = spec.partition(":")[0]
+        ident = f"{self.store.store_id}:{self.key}:{spec}"
+        if status == "inflight":
             found = self.sink.find(ident, None)
             if found:
                 self._set(f"done:{found}")
                 return found
-        items = digest_items(
-            [(t.window, t.phase) for t in self.store.tracked(open_only=True)], now, self.horizon
-        )
-        ctx = self.context(items[0][0]) if items else None
-        if ctx is None:
+        items = self.items(now, kind)
+        if not items and kind != "shift":
             self._set("done:empty")
             log.info("first sync found no running or upcoming windows: no digest posted")
             return None
-        self._set("inflight")
-        rendered = render_digest(items, now, ctx)
+        self._set(f"inflight:{spec}")
+        title = message_title(kind, self.context_for(items).locale)
+        rendered = render_digest(items, now, self.context_for(items), title=title)
         ts = self.sink.post(
-            rendered, ident, DIGEST_TYPE, None, on_definite_failure=lambda: self._set("pending")
+            rendered, ident, DIGEST_TYPE, None, on_definite_failure=lambda: self._set(f"pending:{spec}")
         )
         self._set(f"done:{ts}")
-        log.info("posted the first-run digest: %d windows", len(items))
+        log.info("posted the %s digest in %s: %d windows", kind or "first-run", self.sink.channel, len(items))
         return ts
+
+    def context_for(self, items: list[tuple[MaintenanceWindow, Phase]]) -> RenderContext:
+        if items:
+            return self.context(items[0][0])
+        placeholder = MaintenanceWindow(
+            source="",
+            sys_id="",
+            number="",
+            title="",
+            state=State.SCHEDULED,
+            planned_start=None,
+            planned_end=None,
+        )
+        return self.context(placeholder)
 
     def _set(self, value: str) -> None:
         with self.store.transaction():
             self.store.meta_set(self.key, value)
+
+
+def message_title(kind: str, locale: str) -> str | None:
+    return message(locale, "digest.shift_title") if kind == "shift" else None

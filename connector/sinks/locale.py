@@ -82,6 +82,7 @@ EN: dict[str, str] = {
     "event.rerouted": "↪️ This window is now followed in another channel; this message is no longer updated",
     # Digest.
     "digest.title": "Maintenance windows",
+    "digest.shift_title": "Shift handover: today's and tomorrow's maintenance windows",
     "digest.as_of": "As of {time} · in progress {running} · upcoming {upcoming}",
     "digest.empty": "No maintenance windows to report.",
     "digest.more": "… and {n} more",
@@ -163,6 +164,7 @@ KO: dict[str, str] = {
     "event.reminder": "⏰ {minutes}분 후 시작 ({start}) — {until}까지 {cis}의 알림은 예정된 것입니다",
     "event.rerouted": "↪️ 이 작업은 이제 다른 채널에서 안내합니다. 이 메시지는 더 이상 갱신되지 않습니다",
     "digest.title": "유지보수 작업 현황",
+    "digest.shift_title": "교대 인수인계: 오늘과 내일의 유지보수 작업",
     "digest.as_of": "{time} 기준 · 진행 중 {running}건 · 예정 {upcoming}건",
     "digest.empty": "알릴 유지보수 작업이 없습니다.",
     "digest.more": "… 외 {n}건",

@@ -70,8 +70,9 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE targets (
         source TEXT NOT NULL, sys_id TEXT NOT NULL, targets TEXT NOT NULL, PRIMARY KEY (source, sys_id));
-    INSERT INTO targets(source, sys_id, targets)
-        SELECT DISTINCT e.source, e.sys_id, json_array(d.target) FROM events e JOIN deliveries d ON d.event_id = e.id;
+    INSERT OR REPLACE INTO targets(source, sys_id, targets)
+        SELECT e.source, e.sys_id, json_array(d.target) FROM events e JOIN deliveries d ON d.event_id = e.id
+        ORDER BY e.id;
     """,
 ]
 
