@@ -14,18 +14,19 @@ from zoneinfo import ZoneInfo
 from slack_sdk import WebClient
 
 from connector import __version__
+from connector.calendar import render_calendar
 from connector.config import ServiceNowSettings, Settings
 from connector.daemon import Daemon, SinkWorker, utc_now
-from connector.domain.events import Event
+from connector.domain.events import Event, EventKind
 from connector.domain.window import MaintenanceWindow, Phase
 from connector.health import HealthServer, HealthSnapshot
 from connector.metrics import Metrics
 from connector.routing import channels_for, route_for
-from connector.sinks.digest import DigestPoster
+from connector.sinks.digest import DigestPoster, message_title
 from connector.sinks.silence_delivery import SilenceDelivery, SilenceReport
 from connector.sinks.silence_plan import silence_url
 from connector.sinks.slack import DeliveryReport, SlackSink
-from connector.sinks.slack_render import RenderContext
+from connector.sinks.slack_render import RenderContext, render_digest
 from connector.source.servicenow import ServiceNowSource
 from connector.store.sqlite import Store
 from connector.sync import PollResult, Syncer
@@ -134,6 +135,37 @@ class App:
         with self.store.transaction():
             self.store.meta_set(f"sink:{sink}", json.dumps(record))
 
+    def calendar(self, now: datetime, channel: str | None = None) -> bytes:
+        """The iCalendar feed of every window, or of those ``channel`` follows."""
+        counts = self.store.event_counts()
+        target = f"slack:{channel}" if channel else None
+        items = [
+            (t, counts.get(t.window.key, 0))
+            for t in self.store.tracked()
+            if target is None or target in (self.store.targets(t.window.key) or [])
+        ]
+        return render_calendar(items, now, name=f"Maintenance windows{f' ({channel})' if channel else ''}")
+
+    def calendar_routes(self) -> dict[str, Callable[[], tuple[int, str, bytes]]]:
+        """``/calendar.ics`` (all windows) and ``/calendar/<channel>.ics`` for the health listener."""
+        ctype = "text/calendar; charset=utf-8"
+        routes = {"/calendar.ics": lambda: (200, ctype, self.calendar(self.daemon.clock()))}
+        for channel in self.channels:
+            routes[f"/calendar/{channel}.ics"] = lambda ch=channel: (
+                200,
+                ctype,
+                self.calendar(self.daemon.clock(), ch),
+            )  # type: ignore[misc]
+        return routes
+
+    def digest_preview(self, channel: str, now: datetime) -> str:
+        """The shift digest of ``channel`` at ``now``, as text (``itsm-connector digest --print``)."""
+        _, digest = self.channels[channel]
+        items = digest.items(now, "shift")
+        ctx = digest.context_for(items)
+        rendered = render_digest(items, now, ctx, title=message_title("shift", ctx.locale))
+        return blocks_text(rendered.blocks) or rendered.text
+
     def update_gauges(self, now: datetime) -> None:
         depth, age = self.store.outbox_stats(now)
         self.metrics.set_outbox(depth, age)
@@ -186,6 +218,18 @@ class App:
         self.store.close()
 
 
+def blocks_text(blocks: list[dict[str, Any]]) -> str:
+    """The text a reader sees in Block Kit blocks, one line per block (for terminals)."""
+    lines = []
+    for b in blocks:
+        if isinstance(b.get("text"), dict):
+            lines.append(str(b["text"].get("text", "")))
+        for el in b.get("elements", []) or []:
+            if isinstance(el, dict) and "text" in el:
+                lines.append(str(el["text"]))
+    return "\n".join(lines)
+
+
 def render_context(
     settings: Settings, store: Store, channel: str | None = None
 ) -> Callable[[MaintenanceWindow], RenderContext]:
@@ -199,15 +243,16 @@ def render_context(
         sid = str(sil[0]["id"]) if sil else None
         url = silence_url(am, sid) if (am and sid) else None
         route = route_for(w, settings.routes)
-        mention = settings.slack.overrun_mention
+        mention, mention_on = settings.slack.overrun_mention, frozenset({EventKind.OVERRAN})
         if route is not None and route.mention is not None:
-            mention = route.mention.text
+            mention, mention_on = route.mention.text, frozenset(route.mention.on)
         return RenderContext(
             locale=ch.locale or settings.slack.locale,
             tz=ZoneInfo(ch.timezone or settings.slack.timezone),
             silence_id=sid,
             silence_url=url,
             mention=mention,
+            mention_on=mention_on,
         )
 
     return context
@@ -237,10 +282,14 @@ def build_app(
     stop: threading.Event | None = None,
     slack_client: Any | None = None,
     store: Store | None = None,
+    wait: Callable[[float], bool] | None = None,
 ) -> App:
+    """``wait(seconds)`` is every in-process wait (pacing, Retry-After, retry backoff): it returns
+    True when shutdown was requested. Default: ``stop.wait``; tests pass one that moves a fake clock."""
     import time
 
     stop = stop or threading.Event()
+    wait = wait or stop.wait
     sl = settings.slack
     store = store or Store(settings.state.path)
     metrics = Metrics(__version__, phases=[p.value for p in Phase])
@@ -302,9 +351,9 @@ def build_app(
     )
     channels: dict[str, tuple[SlackSink, DigestPoster]] = {}
     for channel in settings.all_channels:
-        pacer = Pacer(sl.post_interval, monotonic or time.monotonic, stop.wait)
+        pacer = Pacer(sl.post_interval, monotonic or time.monotonic, wait)
         context = render_context(settings, store, channel)
-        sink = SlackSink(client, store, channel, context, pace=pacer, wait=stop.wait)
+        sink = SlackSink(client, store, channel, context, pace=pacer, wait=wait)
         cs = sl.channel_settings(channel)
         digest = DigestPoster(
             sink,

@@ -14,7 +14,6 @@ import sqlite3
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--problems", action="store_true", help="list rejected tickets and why")
     w.add_argument("--json", action="store_true", help="machine-readable output")
     cmd("status", "last poll, cursor, outbox, problems and health in one screen")
+    dg = cmd("digest", "the shift digest of each channel, as it would be posted now")
+    dg.add_argument("--print", action="store_true", default=True, help="(the default) print, do not post")
+    dg.add_argument("--channel", help="only this channel id")
+    cal = cmd(
+        "calendar", "the windows as an iCalendar feed on stdout (itsm-connector calendar > windows.ics)"
+    )
+    cal.add_argument("--channel", help="only the windows this channel follows")
     demo = cmd("demo", "run the real pipeline against built-in ServiceNow and Slack simulators", config=False)
     demo.add_argument("--locale", choices=["ko", "en"], default="ko")
     demo.add_argument("--timezone", default="Asia/Seoul")
@@ -88,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": cmd_check,
         "windows": cmd_windows,
         "status": cmd_status,
+        "digest": cmd_digest,
+        "calendar": cmd_calendar,
     }
     try:
         return handlers[args.command](settings, args)
@@ -124,37 +132,44 @@ def _build(settings: Settings, args: argparse.Namespace, stop: threading.Event |
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.health import HealthServer
-    from connector.sdnotify import Notifier
+    """The daemon. Under systemd (Type=notify): READY=1 once the config and the state are loaded, then
+    WATCHDOG=1 and STATUS= from the main loop (``Heartbeat``), STOPPING=1 on SIGTERM.
 
-    stop = threading.Event()
+    SIGHUP (``systemctl reload``) does not apply a changed config — that needs a restart — but re-reads
+    and validates it, and logs what changed or what is wrong, so a restart will not fail unexpectedly."""
+    from connector.health import HealthServer
+    from connector.sdnotify import Heartbeat, Notifier
+
+    stop, hup = threading.Event(), threading.Event()
     notifier = Notifier.from_env()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: stopping after the current step", signal.Signals(signum).name)
-        notifier.stopping()
-        stop.set()
-
-    def on_hup(signum: int, frame: FrameType | None) -> None:
-        log.warning("SIGHUP: configuration reload is not supported; restart the service to apply changes")
+        stop.set()  # logged by the loop, not here: a handler must not take the logging lock
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGHUP, lambda signum, frame: hup.set())
     app = _build(settings, args, stop)
     if settings.health.enabled:
         host, port = settings.health.address
-        app.health = HealthServer(host, port, app.health_snapshot, app.metrics.registry)
+        app.health = HealthServer(
+            host,
+            port,
+            app.health_snapshot,
+            app.metrics.registry,
+            before_metrics=lambda: app.update_gauges(app.daemon.clock()),
+            extra_routes=app.calendar_routes(),
+        )
         app.health.start()
-        log.info("health and metrics on http://%s:%d/healthz and /metrics", host, app.health.port)
-    last_status = [0.0]
+    beat = Heartbeat(notifier, app.status_line)
 
     def heartbeat() -> None:
-        notifier.watchdog()
-        if time.monotonic() - last_status[0] >= 10:
-            last_status[0] = time.monotonic()
-            notifier.status(app.status_line())
+        beat()
+        if hup.is_set():
+            hup.clear()
+            _check_reload(settings, args.config)
 
+    _warn_watchdog_vs_timeout(settings, notifier.watchdog_interval())
     log.info(
         "itsm-connector %s started: source %s, channel %s, state %s",
         __version__,
@@ -162,12 +177,56 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         settings.slack.channel,
         app.store.path,
     )
-    notifier.ready()
+    notifier.send(READY=1, STATUS="started; first poll running")
     try:
-        app.daemon.run(watchdog_interval=notifier.watchdog_interval())
+        app.daemon.run(heartbeat=heartbeat, max_nap=beat.ping_every)
     finally:
+        notifier.stopping()
         app.close()
+    log.info("stopped")
     return 0
+
+
+def _check_reload(settings: Settings, path: Path) -> None:
+    """SIGHUP: say whether the file on disk differs from what runs, and whether it is valid."""
+    try:
+        new = load_settings(path)
+    except ConfigError as e:
+        log.error("SIGHUP: %s; the running daemon keeps its configuration, fix this before a restart", e)
+        return
+    changed = _changed_keys(settings.model_dump(), new.model_dump())
+    if changed:
+        log.warning(
+            "SIGHUP: configuration changed (%s) but is not applied while running: "
+            "restart to apply it (systemctl restart itsm-connector)",
+            ", ".join(changed),
+        )
+    else:
+        log.info("SIGHUP: configuration %s is valid and unchanged", path)
+
+
+def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (never the values: some are secrets)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [k for key in keys for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".") or "(all)"]
+
+
+def _warn_watchdog_vs_timeout(settings: Settings, ping_interval: float | None) -> None:
+    """A request may block the loop for ``timeout`` seconds; it must end well inside WatchdogSec."""
+    if ping_interval is None:
+        return
+    watchdog = ping_interval * 2
+    for sn in settings.all_sources:
+        if sn.timeout >= watchdog / 2:
+            log.warning(
+                "servicenow.timeout (%gs) is not well below the systemd watchdog (%gs): a request that "
+                "hangs until its timeout may get the service restarted; lower the timeout or raise "
+                "WatchdogSec=",
+                sn.timeout,
+                watchdog,
+            )
 
 
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
@@ -233,9 +292,10 @@ def _memory_store():  # type: ignore[no-untyped-def]
 
 def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
     from connector.sinks.slack_render import RenderContext, format_time
-    from connector.store.sqlite import Store
 
-    store = Store(settings.state.path)
+    store = _open_state(settings)
+    if store is None:
+        return 1
     if args.problems:
         rows = store.problems()
         if args.json:
@@ -286,33 +346,56 @@ def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.store.sqlite import Store
+    """One screen: health, last poll, cursor, windows, outbox, failing sinks, problem tickets.
+    Exit 0 when healthy, 1 when not (or there is no state yet)."""
+    from connector import status
 
-    store = Store(settings.state.path)
-    now = datetime.now(timezone.utc)
-    name = settings.primary_source.name
-    poll = json.loads(store.meta_get(f"last_poll:{name}") or "{}")
-    cursor = store.cursor(name)
-    depth, age = store.outbox_stats(now)
-    problems = store.problems()
-    print(f"state        {settings.state.path}")
-    print(f"last poll ok {poll.get('ok_at', 'never')}")
-    if poll.get("error"):
-        print(f"last error   {poll['error']}")
-    print(
-        f"cursor       {cursor.updated_on:%Y-%m-%d %H:%M:%S} UTC {cursor.sys_id}"
-        if cursor
-        else "cursor       (none)"
-    )
-    print(f"outbox       {depth} undelivered" + (f", oldest {age:.0f}s" if depth else ""))
-    print(f"problems     {len(problems)} rejected tickets" + (" (windows --problems)" if problems else ""))
-    ok_at = poll.get("ok_at")
-    healthy = (
-        bool(ok_at)
-        and (now - datetime.fromisoformat(ok_at)).total_seconds() <= 3 * settings.primary_source.poll_interval
-    )
-    print(f"health       {'ok' if healthy else 'FAILING'}")
-    return 0 if healthy else 1
+    store = _open_state(settings)
+    if store is None:
+        return 1
+    try:
+        healthz = None
+        if settings.health.enabled:
+            host, port = settings.health.address
+            healthz = lambda: status.fetch_healthz(host, port)  # noqa: E731
+        now = datetime.now(timezone.utc)
+        report = status.collect(settings, store, now, healthz or (lambda: None))
+        print(status.render(report, now, __version__))
+    finally:
+        store.close()
+    return 0 if report.healthy else 1
+
+
+def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
+    """The state database for a read-only command: never created, never migrated (a database of
+    another schema belongs to a daemon of another version). None, with a message, when unusable."""
+    from connector.store.sqlite import MIGRATIONS, Store
+
+    path = settings.state.path
+    if not path.exists():
+        print(
+            f"itsm-connector: no state database at {path}: the daemon has not run yet, "
+            "or state.path in the config points elsewhere",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        print(f"itsm-connector: cannot read the state database {path}: {e}", file=sys.stderr)
+        return None
+    if version != len(MIGRATIONS):
+        print(
+            f"itsm-connector: the state database {path} is schema v{version}, this version "
+            f"({__version__}) expects v{len(MIGRATIONS)}: restart the daemon so it migrates it",
+            file=sys.stderr,
+        )
+        return None
+    return Store(path)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class RenderContext:
     silence_id: str | None = None  # Alertmanager silence for this window, if any
     silence_url: str | None = None  # link to it in the Alertmanager UI, if configured
     mention: str | None = None  # trusted, from config (e.g. "<!subteam^S123>"); never from ticket text
+    mention_on: frozenset[EventKind] = MENTION_EVENTS  # the events whose reply carries the mention
 
     def __post_init__(self) -> None:
         if self.locale not in CATALOGS:
@@ -278,7 +279,7 @@ def render_event(e: Event, ctx: RenderContext) -> Rendered:
         minutes = max(0, round((w.planned_start - e.at).total_seconds() / 60))
         extra = {"minutes": minutes, "start": format_time(w.planned_start, ctx)}
     body = message(ctx.locale, key, changes=changes, **{**values, **extra})
-    mention = f"{ctx.mention} " if ctx.mention and kind in MENTION_EVENTS else ""
+    mention = f"{ctx.mention} " if ctx.mention and kind in ctx.mention_on else ""
     number = _esc(w.number)
     return Rendered(_cut(f"{mention}{number} · {body}", TEXT_LIMIT), [_section(f"{mention}{body}")])
 
