@@ -398,5 +398,44 @@ def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
     return Store(path)
 
 
+def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+    from connector.app import build_app
+    from connector.store.sqlite import Store
+
+    store = _open_state(settings) if settings.state.path.exists() else Store(":memory:")
+    if store is None:
+        return 1
+    app = build_app(settings, store=store)
+    try:
+        now = app.daemon.clock()
+        for channel in [args.channel] if args.channel else settings.all_channels:
+            if channel not in app.channels:
+                print(
+                    f"itsm-connector: unknown channel {channel!r} (known: {', '.join(app.channels)})",
+                    file=sys.stderr,
+                )
+                return 2
+            print(f"=== {channel}")
+            print(app.digest_preview(channel, now))
+        return 0
+    finally:
+        app.close()
+
+
+def cmd_calendar(settings: Settings, args: argparse.Namespace) -> int:
+    from connector.app import build_app
+    from connector.store.sqlite import Store
+
+    store = _open_state(settings) if settings.state.path.exists() else Store(":memory:")
+    if store is None:
+        return 1
+    app = build_app(settings, store=store)
+    try:
+        sys.stdout.write(app.calendar(app.daemon.clock(), args.channel).decode("utf-8"))
+        return 0
+    finally:
+        app.close()
+
+
 if __name__ == "__main__":
     sys.exit(main())
