@@ -89,8 +89,13 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     creds.mkdir()
     (creds / "servicenow-password").write_text(SN_PASSWORD)
     (creds / "slack-token").write_text(SLACK_TOKEN)
+    (creds / "globex-password").write_text("globex-" + SN_PASSWORD)  # the second customer's source
     settings = load_settings(example, env={"CREDENTIALS_DIRECTORY": str(creds)})
     assert (settings.slack.locale, settings.slack.timezone) == ("ko", "Asia/Seoul")
+    assert [s.name for s in settings.all_sources] == ["acme", "globex"]  # a two-customer setup
+    assert settings.all_sources[1].password is not None
+    assert settings.all_sources[1].password.get_secret_value() == "globex-" + SN_PASSWORD
+    assert settings.all_channels == ["C0ACME", "C0NETOPS", "C0GLOBEX"]
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
