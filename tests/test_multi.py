@@ -297,3 +297,23 @@ def test_routes_are_ordered_first_match_wins(group_name: str, ci: str, expected:
         Route(match=RouteMatch(source=["globex"]), channels=["C4"]),
     ]
     assert channels_for(w, routes, "DEFAULT") == expected
+
+
+def test_one_failing_source_does_not_hold_back_the_other(desk) -> None:  # type: ignore[no-untyped-def]
+    acme, globex, slack, clock, app = desk
+    acme.inject("401", count=100)  # acme's credentials are refused from now on
+    globex.put_record(
+        "change_request",
+        make_change(
+            "CHG2000020",
+            short_description="globex works",
+            start=T0 + timedelta(hours=3),
+            end=T0 + timedelta(hours=4),
+        ),
+    )
+    cycle(app, clock, timedelta(0))
+    assert numbers(slack, GLOBEX) == ["CHG2000020"]
+    st = app.daemon.status.sources
+    assert st["acme"].last_error is not None and "401" in st["acme"].last_error
+    assert st["globex"].last_error is None and st["globex"].last_ok_at == clock.now
+    assert app.store.cursor("acme") is None  # nothing read, nothing advanced
