@@ -6,6 +6,11 @@ Jobs run in the main loop (so a stuck loop really stops the watchdog pings):
 - ``tick``    every few seconds: time-driven events (started / ended / overran), no I/O;
 - ``refresh`` every ``servicenow.ci_refresh_interval``: affected CIs and membership of open windows.
 
+The ``heartbeat`` (``connector.sdnotify.Heartbeat`` under systemd) is called from this loop only: on
+every turn, after each committed page of a long sync, and while waiting between retries — never while
+a request is outstanding. A request that hangs therefore stops the watchdog pings; one that times out
+(``servicenow.timeout``, well below ``WatchdogSec=``) does not.
+
 Sinks drain the outbox in their own worker threads, woken after each commit, so a slow or failing
 Slack (or Alertmanager) never holds back polling, and polling never waits for them.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -140,6 +146,7 @@ class Daemon:
         retry_attempts: int = 3,
         on_poll: Callable[[str, PollResult | None, str | None, str | None], None] = lambda s, r, e, k: None,
         heartbeat: Callable[[], None] = lambda: None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.syncers = syncers
         self.poll_interval = poll_interval
@@ -152,6 +159,8 @@ class Daemon:
         self.sinks: list[SinkWorker] = []
         self._on_poll = on_poll
         self._heartbeat = heartbeat
+        self._max_nap = 1.0
+        self._retry_sleep = sleep or self._sleep  # between retries of a poll; tests inject a fake clock's
         self._translogs = {s.name: TransitionLog(log, f"ServiceNow source {s.name!r}") for s in syncers}
 
     # -- jobs ---------------------------------------------------------------------------------------
@@ -169,11 +178,11 @@ class Daemon:
             stop=tenacity.stop_after_attempt(self.retry_attempts) | tenacity.stop_when_event_set(self.stop),
             wait=_wait_retry_after(tenacity.wait_exponential_jitter(initial=1, max=30)),
             retry=tenacity.retry_if_exception_type(SourceUnavailable),
-            sleep=tenacity.nap.sleep_using_event(self.stop),
+            sleep=self._retry_wait,
             reraise=True,
         )
         try:
-            result = retrying(syncer.poll, self.clock())
+            result = retrying(syncer.poll, self.clock(), progress=self._heartbeat)
         except SourceError as e:
             kind = _error_kind(e)
             st.last_error = str(e)
@@ -195,6 +204,18 @@ class Daemon:
                 result.problems,
             )
 
+    def _retry_wait(self, seconds: float) -> None:
+        self._retry_sleep(seconds)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait between retries: interrupted by shutdown, and still the main loop, so it pings."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stop.wait(min(remaining, self._max_nap)):
+                return
+            self._heartbeat()
+
     def tick(self) -> None:
         now = self.clock()
         events = sum(s.tick(now).events for s in self.syncers)
@@ -203,6 +224,7 @@ class Daemon:
 
     def refresh(self) -> None:
         for syncer in self.syncers:
+            self._heartbeat()
             try:
                 syncer.refresh(self.clock())
             except SourceError as e:
@@ -214,20 +236,26 @@ class Daemon:
             s.wake()
 
     # -- the loop -----------------------------------------------------------------------------------
-    def run(self, watchdog_interval: float | None = None) -> None:
+    def run(self, heartbeat: Callable[[], None] | None = None, max_nap: float | None = None) -> None:
+        """The loop, until ``stop`` is set. ``heartbeat`` is called on every turn (see the module doc);
+        ``max_nap`` caps how long one turn sleeps (the heartbeat's ping interval), at most 1 s."""
+        if heartbeat is not None:
+            self._heartbeat = heartbeat
+        self._max_nap = min(max_nap or 1.0, 1.0)
         sched = schedule.Scheduler()
         sched.every(max(1, round(self.poll_interval))).seconds.do(self.poll)
         sched.every(max(1, round(self.tick_interval))).seconds.do(self.tick)
         sched.every(max(1, round(self.refresh_interval))).seconds.do(self.refresh)
         for sink in self.sinks:
             sink.start()
+        self._heartbeat()
         self.poll()  # at once, not one interval after start
         self.tick()
         while not self.stop.is_set():
-            sched.run_pending()
             self._heartbeat()
+            sched.run_pending()
             idle = sched.idle_seconds
-            nap = min(idle if idle is not None else 1.0, watchdog_interval or 1.0, 1.0)
+            nap = min(idle if idle is not None else 1.0, self._max_nap)
             self.stop.wait(max(nap, 0.05))
         log.info("shutting down: finishing deliveries in progress")
         for sink in self.sinks:

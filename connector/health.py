@@ -1,8 +1,9 @@
 """The optional HTTP listener: ``/healthz``, ``/metrics`` and whatever extra routes the daemon adds.
 
 The health decision is the pure function :func:`evaluate_health` over a :class:`HealthSnapshot` at an
-explicit ``now``; the server only reads snapshots (a callable the daemon provides) and never does any
-other I/O. Healthy means:
+explicit ``now``; the server only reads snapshots (a callable the daemon provides) and, before a
+``/metrics`` answer, calls the daemon's ``before_metrics`` hook (which refreshes gauges from the state
+store); it does no other I/O. Healthy means:
 
 * the last successful poll is at most ``STALE_AFTER_INTERVALS`` poll intervals old — before the first
   success, the same allowance is counted from ``started_at`` (starting, not failing); and
@@ -94,6 +95,7 @@ class HealthServer:
         extra_routes: Mapping[str, Route] | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        before_metrics: Callable[[], None] | None = None,
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -104,6 +106,7 @@ class HealthServer:
         }
         self._snapshot = snapshot
         self._registry = registry
+        self._before_metrics = before_metrics  # e.g. refresh gauges from the store
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -146,6 +149,11 @@ class HealthServer:
         return status, JSON_TYPE, json.dumps(body, default=str).encode()
 
     def _metrics(self) -> tuple[int, str, bytes]:
+        if self._before_metrics is not None:
+            try:
+                self._before_metrics()
+            except Exception:  # stale gauges beat no metrics at all
+                log.exception("health listener: refreshing the gauges failed")
         return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
 
 

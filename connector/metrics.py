@@ -7,16 +7,21 @@ parameters (``poll_failed("servicenow", "timeout")``); metric objects stay priva
 Series (all prefixed ``itsm_connector_``)::
 
     polls_total{source,result}              counter  result: ok | error
-    poll_errors_total{source,kind}          counter  kind: auth, http, timeout, connection, bad_response…
+    poll_errors_total{source,kind}          counter  kind: auth | unavailable | bad_response (errors.py)
     last_success_timestamp_seconds{source}  gauge    unix time of the last successful poll
     tickets_fetched_total{source}           counter
     events_total{kind}                      counter  domain events produced (announced, started, …)
-    deliveries_total{sink,result}           counter  result: ok | error | …
+    deliveries_total{sink,result}           counter  slack: posted | updated | recovered | refused;
+                                                     alertmanager: changed | refused; both: error
+                                                     (a delivery pass that failed and will be retried)
     outbox_depth                            gauge    undelivered events
     outbox_oldest_age_seconds               gauge    age of the oldest undelivered event (0 when empty)
     windows{phase}                          gauge    windows known per phase
     problem_tickets                         gauge    tickets that could not be turned into a window
     build_info{version}                     gauge    always 1
+
+The gauges are state, not events: the daemon refreshes them from the store before every scrape
+(``HealthServer(before_metrics=...)``) and after every delivery pass.
 """
 
 from __future__ import annotations
@@ -98,8 +103,9 @@ class Metrics:
     def event(self, kind: str, n: int = 1) -> None:
         self._events.labels(kind=kind).inc(n)
 
-    def delivery(self, sink: str, result: str) -> None:
-        self._deliveries.labels(sink=sink, result=result).inc()
+    def delivery(self, sink: str, result: str, n: int = 1) -> None:
+        """``n`` deliveries to ``sink`` ended with ``result`` (0 still makes the series visible)."""
+        self._deliveries.labels(sink=sink, result=result).inc(n)
 
     def set_outbox(self, depth: int, oldest_age: float | None) -> None:
         """Outbox state; ``oldest_age`` in seconds, None (or anything when depth is 0) reads as 0."""

@@ -9,7 +9,8 @@ Sending never raises: a supervisor we cannot reach must not take the daemon down
 logged once at WARNING; later ones only at DEBUG.
 
 The watchdog ping belongs in the main loop, not in a helper thread, so that a stuck poll loop really
-trips ``WatchdogSec=``; ``watchdog_interval()`` says how often to ping.
+trips ``WatchdogSec=``; ``watchdog_interval()`` says how often to ping. :class:`Heartbeat` is what the
+main loop calls on every turn: it rate-limits ``WATCHDOG=1`` and ``STATUS=``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,61 @@ class Notifier:
             log.log(level, "sd_notify to %r failed: %s", self._address, err)
             return False
         return True
+
+
+class Heartbeat:
+    """The main loop's word to systemd, called on every turn of the loop (and between the pages of a
+    long sync): ``WATCHDOG=1`` and ``STATUS=``, each rate-limited, so calling it often costs nothing.
+
+    It must only ever be called from the main loop: a loop stuck in a request stops calling it, the pings
+    stop, and ``WatchdogSec=`` restarts the service. Nothing else keeps the watchdog alive.
+
+    * ``WATCHDOG=1`` at most every ``ping_every`` seconds: half of :meth:`Notifier.watchdog_interval`,
+      i.e. a quarter of ``WatchdogSec=``, so a loop busy with one job for a while still pings in time;
+      never when systemd is not watching.
+    * ``STATUS=`` on the first call, then at most every ``status_every`` seconds; ``status()`` is only
+      evaluated then. A failing ``status()`` is logged once and never stops the pings.
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        status: Callable[[], str],
+        *,
+        status_every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._notifier = notifier
+        self._status = status
+        self._status_every = status_every
+        self._clock = clock
+        interval = notifier.watchdog_interval()
+        self.ping_every: float | None = interval / 2 if interval else None
+        self._last_ping: float | None = None
+        self._last_status: float | None = None
+        self._status_failed = False
+
+    def __call__(self) -> None:
+        now = self._clock()
+        if self.ping_every is not None and (
+            self._last_ping is None or now - self._last_ping >= self.ping_every
+        ):
+            self._last_ping = now
+            self._notifier.watchdog()
+        if not self._notifier.enabled:
+            return
+        if self._last_status is not None and now - self._last_status < self._status_every:
+            return
+        self._last_status = now
+        try:
+            text = self._status()
+        except Exception:
+            if not self._status_failed:
+                log.exception("cannot compute the systemd STATUS= line (the watchdog is unaffected)")
+            self._status_failed = True
+            return
+        self._status_failed = False
+        self._notifier.status(text)
 
 
 def _socket_address(address: str) -> str:

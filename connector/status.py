@@ -1,0 +1,199 @@
+"""``itsm-connector status``: what the daemon is doing, in one screen.
+
+Everything comes from the state database, which the daemon keeps current (last poll per source,
+cursor, outbox, windows, rejected tickets, each sink's last failure), so the command works while the
+daemon runs (SQLite WAL lets a reader in) and after it stopped. When the health listener is enabled the
+running daemon's own ``/healthz`` verdict is shown; otherwise (or when nothing answers) the verdict is
+worked out from the database with the same rule (:func:`connector.health.evaluate_health`).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from connector.config import Settings
+from connector.domain.window import TERMINAL_PHASES, Phase
+from connector.health import HealthSnapshot, evaluate_health
+from connector.store.sqlite import Store
+
+HealthAnswer = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SourceState:
+    name: str
+    url: str
+    ok_at: datetime | None
+    error: str | None
+    error_at: datetime | None
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    state_path: str
+    sources: list[SourceState]
+    phases: Mapping[str, int]
+    outbox_depth: int
+    outbox_age: float
+    problems: list[str]  # ticket numbers
+    sink_errors: Mapping[str, tuple[str, datetime | None]]  # failing sinks only
+    healthy: bool
+    reasons: list[str] = field(default_factory=list)
+    health_from: str = "the state database"
+
+
+def fetch_healthz(host: str, port: int, timeout: float = 2.0) -> HealthAnswer | None:
+    """The running daemon's ``/healthz`` (status, body), or None when nothing answers there."""
+    url = f"http://{host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+
+
+def collect(
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    healthz: Callable[[], HealthAnswer | None] = lambda: None,
+) -> StatusReport:
+    sources = []
+    for sn in settings.all_sources:
+        poll = json.loads(store.meta_get(f"last_poll:{sn.name}") or "{}")
+        cursor = store.cursor(sn.name)
+        sources.append(
+            SourceState(
+                name=sn.name,
+                url=sn.url,
+                ok_at=_dt(poll.get("ok_at")),
+                error=poll.get("error"),
+                error_at=_dt(poll.get("error_at")),
+                cursor=f"{_utc(cursor.updated_on)} · {cursor.sys_id or '-'}" if cursor else None,
+            )
+        )
+    phases: dict[str, int] = {}
+    for t in store.tracked():
+        phases[t.phase.value] = phases.get(t.phase.value, 0) + 1
+    depth, age = store.outbox_stats(now)
+    sink_errors = {}
+    for sink in ["alertmanager", "slack", *(f"slack:{c}" for c in settings.all_channels)]:
+        record = json.loads(store.meta_get(f"sink:{sink}") or "{}")
+        if record.get("error"):
+            sink_errors[sink] = (str(record["error"]), _dt(record.get("since")))
+    answer = healthz()
+    if answer is not None:
+        code, body = answer
+        healthy, reasons, origin = code == 200, list(body.get("reasons") or []), "the running daemon"
+    else:
+        healthy, reasons = _offline_health(settings, sources, sink_errors, now)
+        origin = "the state database"
+    return StatusReport(
+        state_path=str(store.path),
+        sources=sources,
+        phases=phases,
+        outbox_depth=depth,
+        outbox_age=age,
+        problems=sorted(r.number for r in store.problems()),
+        sink_errors=sink_errors,
+        healthy=healthy,
+        reasons=reasons,
+        health_from=origin,
+    )
+
+
+def _offline_health(
+    settings: Settings,
+    sources: list[SourceState],
+    sink_errors: Mapping[str, tuple[str, datetime | None]],
+    now: datetime,
+) -> tuple[bool, list[str]]:
+    """The daemon's rule, applied to what the database says."""
+    reasons: list[str] = []
+    intervals = {sn.name: sn.poll_interval for sn in settings.all_sources}
+    for s in sources:
+        if s.ok_at is None:
+            reasons.append(f"{s.name}: no successful poll recorded" + (f": {s.error}" if s.error else ""))
+            continue
+        snap = HealthSnapshot(
+            poll_interval=intervals[s.name],
+            last_poll_ok_at=s.ok_at,
+            started_at=s.ok_at,
+            last_poll_error=s.error,
+        )
+        reasons += [f"{s.name}: {r}" for r in evaluate_health(snap, now)[1]]
+    reasons += [f"{sink} delivery failing: {err}" for sink, (err, _) in sink_errors.items()]
+    return not reasons, reasons
+
+
+def render(r: StatusReport, now: datetime, version: str) -> str:
+    lines = [f"itsm-connector {version}   state {r.state_path}"]
+    verdict = "ok" if r.healthy else "FAILING"
+    lines.append(f"health     {verdict} (according to {r.health_from})")
+    lines += [f"           - {reason}" for reason in r.reasons]
+    for s in r.sources:
+        lines.append(f"source     {s.name}  {s.url}")
+        last = f"{_utc(s.ok_at)} ({_ago(s.ok_at, now)} ago)" if s.ok_at else "never"
+        lines.append(f"  last ok  {last}")
+        if s.error:
+            lines.append(f"  error    {s.error}" + (f" (at {_utc(s.error_at)})" if s.error_at else ""))
+        lines.append(f"  cursor   {s.cursor or '(none yet: the first sync has not finished)'}")
+    lines.append(f"windows    {_phases(r.phases)}")
+    outbox = f"{r.outbox_depth} undelivered"
+    if r.outbox_depth:
+        outbox += f", oldest {_duration(r.outbox_age)}"
+    lines.append(f"outbox     {outbox}")
+    for sink, (err, since) in r.sink_errors.items():
+        lines.append(f"sink       {sink} failing" + (f" since {_utc(since)}" if since else "") + f": {err}")
+    if r.problems:
+        shown = ", ".join(r.problems[:8]) + (", …" if len(r.problems) > 8 else "")
+        lines.append(
+            f"problems   {len(r.problems)} rejected ticket{'s' if len(r.problems) != 1 else ''}: {shown}"
+            " (itsm-connector windows --problems)"
+        )
+    else:
+        lines.append("problems   none")
+    return "\n".join(lines)
+
+
+def _phases(counts: Mapping[str, int]) -> str:
+    """``2 in progress, 5 scheduled; 12 finished`` (open phases in lifecycle order)."""
+    if not counts:
+        return "none yet"
+    live = [p for p in Phase if counts.get(p.value) and p not in TERMINAL_PHASES]
+    open_ = [f"{counts[p.value]} {p.value.replace('_', ' ')}" for p in live]
+    done = sum(counts.get(p.value, 0) for p in TERMINAL_PHASES)
+    return (", ".join(open_) or "none open") + (f"; {done} finished" if done else "")
+
+
+def _dt(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _utc(value: datetime | None) -> str:
+    return f"{value.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC" if value else "-"
+
+
+def _ago(then: datetime, now: datetime) -> str:
+    return _duration((now - then).total_seconds())
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
