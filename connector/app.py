@@ -123,7 +123,7 @@ class App:
         """After each delivery pass of a sink worker: failures as metrics, and the sink's state in the
         store (on change only) so ``itsm-connector status`` can show it from another process."""
         if error is not None:
-            self.metrics.delivery(sink, "error")
+            self.metrics.delivery(sink.partition(":")[0], "error")  # "slack:C0123" counts as "slack"
         elif isinstance(result, SilenceReport):
             self.metrics.delivery(sink, "changed", result.changed)
             self.metrics.delivery(sink, "refused", result.problems)

@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from connector.demo import run_demo
 
             return run_demo(locale=args.locale, timezone=args.timezone)
-        settings = load_settings(args.config)
+        # status and windows only read the state database: they run without the service's secrets
+        settings = load_settings(args.config, secrets_required=args.command not in ("status", "windows"))
     except ConfigError as e:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2

@@ -297,8 +297,12 @@ def _format_errors(err: ValidationError) -> list[str]:
     return lines
 
 
-def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
-    """Load, validate and resolve secrets; raise :class:`ConfigError` listing every problem by key."""
+def load_settings(
+    path: Path | None, env: Mapping[str, str] | None = None, *, secrets_required: bool = True
+) -> Settings:
+    """Load, validate and resolve secrets; raise :class:`ConfigError` listing every problem by key.
+    ``secrets_required=False`` is for commands that only read the state database (``status``,
+    ``windows``): a secret that is not set is then no problem (one that is set must still be readable)."""
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     if path is not None:
@@ -318,6 +322,8 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
             raise ConfigError(f"config file {path}: the top level must be a mapping of keys", problems=[])
         data = loaded
     problems = _resolve_secrets(data, env)
+    if not secrets_required:
+        problems = [p for p in problems if ": not set (set " not in p]
     if (
         not data.get("servicenow")
         and not data.get("sources")

@@ -179,6 +179,7 @@ class Daemon:
             wait=_wait_retry_after(tenacity.wait_exponential_jitter(initial=1, max=30)),
             retry=tenacity.retry_if_exception_type(SourceUnavailable),
             sleep=self._retry_wait,
+            before_sleep=lambda rs: _note_attempt(st, rs),  # /healthz names the cause while retrying
             reraise=True,
         )
         try:
@@ -260,6 +261,12 @@ class Daemon:
         log.info("shutting down: finishing deliveries in progress")
         for sink in self.sinks:
             sink.join(timeout=8.0)
+
+
+def _note_attempt(st: SourceStatus, retry_state: tenacity.RetryCallState) -> None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    if exc is not None:
+        st.last_error = str(exc)
 
 
 def _error_kind(e: SourceError) -> str:

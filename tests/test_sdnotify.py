@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.sdnotify import Notifier
+from connector.sdnotify import Heartbeat, Notifier
 
 
 @pytest.fixture
@@ -109,3 +109,82 @@ def test_watchdog_interval(env: dict[str, str], expected: float | None) -> None:
 
 def test_no_watchdog_interval_without_a_socket() -> None:
     assert Notifier.from_env({"WATCHDOG_USEC": "60000000"}).watchdog_interval() is None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drain(sock: socket.socket) -> list[bytes]:
+    sock.settimeout(0.05)
+    out = []
+    try:
+        while True:
+            out.append(sock.recv(4096))
+    except TimeoutError:
+        return out
+
+
+def test_heartbeat_rate_limits_pings_and_status(path_socket: tuple[str, socket.socket]) -> None:
+    address, sock = path_socket
+    clock = FakeClock()
+    calls = []
+
+    def status() -> str:
+        calls.append(clock.now)
+        return "last poll ok 12:00:00Z; 0 windows in progress; outbox 0"
+
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "4000000"})
+    beat = Heartbeat(notifier, status, status_every=10, clock=clock)
+    assert beat.ping_every == 1.0  # a quarter of WatchdogSec=4
+
+    beat()
+    assert drain(sock) == [b"WATCHDOG=1", b"STATUS=last poll ok 12:00:00Z; 0 windows in progress; outbox 0"]
+    for _ in range(5):
+        clock.now += 0.1
+        beat()
+    assert drain(sock) == []  # called often, says nothing new
+    clock.now += 0.6
+    beat()
+    assert drain(sock) == [b"WATCHDOG=1"]
+    clock.now += 9.4
+    beat()
+    assert drain(sock) == [b"WATCHDOG=1", b"STATUS=last poll ok 12:00:00Z; 0 windows in progress; outbox 0"]
+    assert calls == [100.0, pytest.approx(110.5)]  # the status line is only computed when it is sent
+
+
+def test_heartbeat_without_watchdog_sends_status_only(path_socket: tuple[str, socket.socket]) -> None:
+    address, sock = path_socket
+    beat = Heartbeat(Notifier.from_env({"NOTIFY_SOCKET": address}), lambda: "ok", clock=FakeClock())
+    assert beat.ping_every is None
+    beat()
+    assert drain(sock) == [b"STATUS=ok"]
+
+
+def test_heartbeat_survives_a_failing_status(
+    path_socket: tuple[str, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    address, sock = path_socket
+    clock = FakeClock()
+
+    def broken() -> str:
+        raise RuntimeError("database is locked")
+
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "2000000"})
+    beat = Heartbeat(notifier, broken, status_every=1, clock=clock)
+    for _ in range(3):
+        beat()
+        clock.now += 1
+    assert drain(sock) == [b"WATCHDOG=1"] * 3
+    assert len([r for r in caplog.records if "STATUS=" in r.getMessage()]) == 1
+
+
+def test_heartbeat_is_silent_off_systemd() -> None:
+    seen = []
+    beat = Heartbeat(Notifier.from_env({}), lambda: seen.append(1) or "x", clock=FakeClock())
+    beat()
+    assert seen == [] and beat.ping_every is None

@@ -1,0 +1,420 @@
+"""The daemon as a service: ``python -m connector run`` in a subprocess, as systemd would start it.
+
+The test plays systemd: it binds the ``$NOTIFY_SOCKET`` datagram socket itself, sets ``WATCHDOG_USEC``,
+and reads the process's stderr as the journal would. ServiceNow and Slack are the loopback
+simulators, in this process, so the test can make ServiceNow hang, fail or vanish while the daemon
+runs. Waits are bounded polls on observable facts; no fixed sleep is an assertion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from connector.simulators.servicenow import ServiceNowSimulator, make_change
+from connector.simulators.slack import SlackSimulator
+
+pytestmark = pytest.mark.integration
+
+CHANNEL = "C0MAINT01"
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NotifyListener:
+    """The supervisor's end of sd_notify: every datagram, with the monotonic time it arrived."""
+
+    def __init__(self, path: Path) -> None:
+        assert len(str(path)) < 100, "AF_UNIX socket paths are limited to 108 bytes"
+        self.path = path
+        self.messages: list[tuple[float, str]] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def times(self, key: str) -> list[float]:
+        return [t for t, m in list(self.messages) if f"{key}=" in m]
+
+    def values(self, key: str) -> list[str]:
+        return [
+            line.split("=", 1)[1]
+            for _, m in list(self.messages)
+            for line in m.splitlines()
+            if line.startswith(f"{key}=")
+        ]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen[str]
+    config: Path
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        assert self.proc.stderr is not None
+        threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def logged(self, text: str) -> list[str]:
+        return [line for line in list(self.lines) if text in line]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def write_config(tmp_path: Path, snow: ServiceNowSimulator, slack: SlackSimulator, **extra: Any) -> Path:
+    config: dict[str, Any] = {
+        "servicenow": {
+            "url": snow.url,
+            "username": "admin",
+            "poll_interval": 1,
+            "timeout": 30,
+            "page_size": 2,
+        },
+        "slack": {
+            "channel": CHANNEL,
+            "base_url": slack.base_url,
+            "locale": "en",
+            "post_interval": 0,
+            "first_run": "announce",
+        },
+        "state": {"path": str(tmp_path / "state.db")},
+        "log": {"format": "text"},
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start(config: Path, **env: str) -> Service:
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
+    }
+    environ.update(
+        {
+            "ITSM_SERVICENOW__PASSWORD": "secret",
+            "ITSM_SLACK__TOKEN": "xoxb-test-token",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "run", "-c", str(config)],
+        cwd=ROOT,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return Service(proc, config)
+
+
+def seed(snow: ServiceNowSimulator, now: datetime, n: int = 3) -> None:
+    """``n`` changes (one running, the rest scheduled) and one that cannot become a window, all last
+    updated a minute ago (a ticket updated in the very second of a poll is read again by the next)."""
+    ci = snow.put_record("cmdb_ci", {"name": "db01"})["sys_id"]
+    updated = (now - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+    for i in range(n):
+        start_at = now - timedelta(minutes=30) if i == 0 else now + timedelta(hours=i)
+        snow.put_record(
+            "change_request",
+            make_change(
+                f"CHG00700{i:02d}",
+                short_description=f"Patch {i}",
+                start=start_at,
+                end=start_at + timedelta(hours=2),
+                state="-1" if i == 0 else "-2",
+                cmdb_ci=ci,
+                sys_updated_on=updated,
+            ),
+        )
+    snow.put_record(
+        "change_request",
+        make_change(
+            "CHG0070099", short_description="No dates", start=None, end=None, sys_updated_on=updated
+        ),
+    )
+
+
+@pytest.fixture
+def sims() -> Iterator[tuple[ServiceNowSimulator, SlackSimulator]]:
+    with ServiceNowSimulator(port=free_port()) as snow, SlackSimulator() as slack:
+        yield snow, slack
+
+
+def test_notify_ready_watchdog_status_and_a_blocked_loop_stops_the_pings(
+    tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
+) -> None:
+    snow, slack = sims
+    seed(snow, datetime.now(timezone.utc), n=5)  # page_size 2: the first sync takes three pages
+    notify = NotifyListener(tmp_path / "notify.sock")
+    service = start(
+        write_config(tmp_path, snow, slack),
+        NOTIFY_SOCKET=str(notify.path),
+        WATCHDOG_USEC="2000000",  # WatchdogSec=2: a ping at most every 0.5 s
+    )
+    try:
+        wait_for("READY=1", lambda: notify.times("READY"))
+        pings = wait_for("five watchdog pings", lambda: len(notify.times("WATCHDOG")) >= 5)
+        assert pings
+        wait_for("the first sync to be posted", lambda: len(slack.parents(CHANNEL)) == 5)
+
+        # ServiceNow hangs for 4 s on the next request: the main loop is blocked, the pings stop.
+        requests_before = len(snow.requests)
+        blocked_from = time.monotonic()
+        snow.inject("slow", delay=4.0)
+        wait_for("the hung request to be answered", lambda: len(snow.requests) > requests_before, 10)
+        answered_at = time.monotonic()
+        wait_for("pings to resume", lambda: len([t for t in notify.times("WATCHDOG") if t > answered_at]) > 2)
+
+        pings_at = notify.times("WATCHDOG")
+        during = [t for t in pings_at if blocked_from + 1.0 < t < answered_at - 0.1]
+        assert during == [], "a side thread kept the watchdog alive while the loop was blocked"
+        gaps = [b - a for a, b in itertools.pairwise(pings_at)]
+        assert max(gaps) >= 3.0, gaps  # the blocked poll
+        assert sorted(gaps)[-2] < 1.5, gaps  # otherwise regular, including during the paged first sync
+
+        status = wait_for(
+            "a STATUS= line with the last successful poll",
+            lambda: [s for s in notify.values("STATUS") if s.startswith("last poll ok") and "never" not in s],
+        )
+        assert "1 windows in progress; outbox 0" in status[-1], status
+        assert notify.messages[0][1].startswith("READY=1"), notify.messages[0]
+
+        # SIGHUP: the config is re-read and checked, not applied; the log says a restart is needed.
+        config = yaml.safe_load(service.config.read_text())
+        config["servicenow"]["poll_interval"] = 30
+        service.config.write_text(yaml.safe_dump(config))
+        service.proc.send_signal(signal.SIGHUP)
+        hup = wait_for("the SIGHUP verdict", lambda: service.logged("SIGHUP"))
+        assert "servicenow.poll_interval" in hup[0] and "restart" in hup[0], hup
+        assert service.proc.poll() is None
+
+        assert service.stop() == 0
+        assert notify.values("STOPPING") == ["1"]
+    finally:
+        service.stop()
+        notify.close()
+    log = service.log()
+    assert "servicenow.timeout (30s) is not well below the systemd watchdog (2s)" in log
+    assert "Traceback" not in log
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((f"itsm_connector_{name}", tuple(sorted(labels.items()))), 0.0)
+
+
+def healthz(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_metrics_health_and_logs_while_servicenow_goes_down_and_returns(
+    tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
+) -> None:
+    snow, slack = sims
+    seed(snow, datetime.now(timezone.utc))
+    slack.inject("chat.postMessage", "500")  # the first post fails once: a delivery error, then a retry
+    port = free_port()
+    config = write_config(tmp_path, snow, slack, health={"enabled": True, "listen": f"127.0.0.1:{port}"})
+    service = start(config)
+    try:
+        wait_for("/healthz 200", lambda: _answers(port) == 200)
+        samples = wait_for(
+            "every window posted and a few polls",
+            lambda: (s := scrape(port))
+            and metric(s, "deliveries_total", sink="slack", result="posted") >= 6
+            and metric(s, "polls_total", source="servicenow", result="ok") >= 3
+            and s,
+        )
+        assert metric(samples, "tickets_fetched_total", source="servicenow") == 4
+        assert metric(samples, "events_total", kind="announced") == 3
+        assert metric(samples, "events_total", kind="started") == 1
+        assert metric(samples, "deliveries_total", sink="slack", result="error") == 1
+        assert metric(samples, "outbox_depth") == 0
+        assert metric(samples, "outbox_oldest_age_seconds") == 0
+        assert metric(samples, "windows", phase="in_progress") == 1
+        assert metric(samples, "windows", phase="scheduled") == 2
+        assert metric(samples, "problem_tickets") == 1
+        assert metric(samples, "build_info", version=_version()) == 1
+        last_ok = metric(samples, "last_success_timestamp_seconds", source="servicenow")
+        assert abs(last_ok - time.time()) < 5
+
+        # `status` from another process while the daemon runs: one screen, the daemon's own verdict.
+        shown = subprocess.run(
+            [sys.executable, "-m", "connector", "status", "-c", str(config)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "health     ok (according to the running daemon)" in shown.stdout
+        assert "windows    2 scheduled, 1 in progress\n" in shown.stdout
+
+        # ServiceNow goes away: /healthz turns 503 with the reason, the failure is logged once.
+        snow.stop()
+        down_at = time.monotonic()
+        _, body = wait_for(
+            "/healthz 503 naming the cause",
+            lambda: (h := healthz(port))[0] == 503 and "cannot reach" in str(h[1]["reasons"]) and h,
+            20,
+        )
+        assert body["reasons"][0].startswith("no successful poll for "), body
+        wait_for(
+            "three failed polls",
+            lambda: metric(scrape(port), "poll_errors_total", source="servicenow", kind="unavailable") >= 3,
+            30,
+        )
+        snow.start()
+        wait_for("/healthz 200 again", lambda: _answers(port) == 200, 20)
+        assert time.monotonic() - down_at > 3  # really was down for several polls
+        after = scrape(port)
+        assert metric(after, "polls_total", source="servicenow", result="error") >= 3
+        assert metric(after, "last_success_timestamp_seconds", source="servicenow") > last_ok
+    finally:
+        assert service.stop() == 0
+    log = service.logged("ServiceNow source")
+    assert len([line for line in log if "failing:" in line]) == 1, log
+    assert len([line for line in log if "recovered after" in line]) == 1, log
+    assert " ERROR connector.daemon: ServiceNow source 'servicenow' failing: cannot reach" in log[0]
+    summaries = service.logged("poll servicenow: fetched")
+    assert summaries and "fetched 4, changed 3, events 4, rejected 1" in summaries[0], summaries
+    assert len(summaries) == 1, "idle polls must not log a summary"
+    assert "Traceback" not in service.log()
+
+
+def _answers(port: int) -> int | None:
+    try:
+        return healthz(port)[0]
+    except (OSError, ValueError):
+        return None
+
+
+def _version() -> str:
+    from connector import __version__
+
+    return __version__
+
+
+def test_json_logs_one_object_per_line(
+    tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
+) -> None:
+    snow, slack = sims
+    seed(snow, datetime.now(timezone.utc), n=1)
+    service = start(write_config(tmp_path, snow, slack, log={"format": "json"}))
+    try:
+        wait_for("the first sync to be posted", lambda: len(slack.parents(CHANNEL)) == 1)
+        wait_for("the poll summary", lambda: service.logged("poll servicenow"))
+    finally:
+        assert service.stop() == 0
+    docs = [json.loads(line) for line in service.lines]
+    assert {"ts", "level", "logger", "msg"} <= set(docs[0])
+    assert any(d["msg"].startswith("itsm-connector") and "started" in d["msg"] for d in docs)
+    assert "secret" not in service.log() and "xoxb-test-token" not in service.log()
+
+
+def test_a_long_first_sync_pings_between_pages(
+    tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
+) -> None:
+    """In process: the daemon hands its heartbeat to the sync, which calls it after each committed page."""
+    from connector.app import build_app
+    from connector.config import Settings
+    from connector.daemon import Daemon
+
+    snow, slack = sims
+    seed(snow, datetime.now(timezone.utc), n=7)  # 8 tickets, 2 per page
+    config = yaml.safe_load(write_config(tmp_path, snow, slack).read_text())
+    config["servicenow"]["password"], config["slack"]["token"] = "secret", "xoxb-test-token"
+    app = build_app(Settings.model_validate(config))
+    beats: list[int] = []
+    daemon = Daemon(
+        app.daemon.syncers,
+        poll_interval=60,
+        refresh_interval=900,
+        heartbeat=lambda: beats.append(len(app.store.tracked())),
+    )
+    try:
+        daemon.poll()
+    finally:
+        app.close()
+    assert daemon.status.sources["servicenow"].last_error is None
+    # one ping per page (4 pages of 2), each after its windows were committed
+    assert len(beats) >= 4 and beats == sorted(beats) and 1 <= beats[0] < beats[3] == 7, beats
