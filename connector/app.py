@@ -25,7 +25,7 @@ from connector.routing import channels_for, route_for
 from connector.sinks.digest import DigestPoster, message_title
 from connector.sinks.silence_delivery import SilenceDelivery, SilenceReport
 from connector.sinks.silence_plan import silence_url
-from connector.sinks.slack import DeliveryReport, SlackSink
+from connector.sinks.slack import DeliveryReport, Interrupted, SlackSink, sdk_logger
 from connector.sinks.slack_render import RenderContext, render_digest
 from connector.source.servicenow import ServiceNowSource
 from connector.store.sqlite import Store
@@ -47,8 +47,8 @@ class Pacer:
         if method != "chat.postMessage" or self.interval <= 0:
             return
         delay = self._next - self._clock()
-        if delay > 0:
-            self._wait(delay)
+        if delay > 0 and self._wait(delay):
+            raise Interrupted("shutdown while pacing Slack posts")  # nothing sent; stays queued
         self._next = self._clock() + self.interval
 
 
@@ -342,12 +342,14 @@ def build_app(
         stop=stop,
         clock=clock,
         on_poll=on_poll,
+        sleep=None if wait == stop.wait else wait,  # the daemon's own retry sleep also pings
     )
     client = slack_client or WebClient(
         token=sl.token.get_secret_value() if sl.token else None,
         base_url=sl.base_url,
-        timeout=int(sl.timeout),
+        timeout=sl.timeout,  # type: ignore[arg-type]  # annotated int; urllib takes float seconds
         retry_handlers=[],
+        logger=sdk_logger(),
     )
     channels: dict[str, tuple[SlackSink, DigestPoster]] = {}
     for channel in settings.all_channels:

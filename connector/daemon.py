@@ -51,6 +51,7 @@ class SourceStatus:
     last_error: str | None = None
     last_result: PollResult | None = None
     auth_retry_at: datetime | None = None
+    retry_at: datetime | None = None  # the source asked for more than a poll interval (Retry-After)
 
 
 @dataclass
@@ -128,9 +129,17 @@ class SinkWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            delay = self.run_once()
-            self._wake.wait(delay)
-            self._wake.clear()
+            self._pause(self.run_once())
+
+    def _pause(self, delay: float) -> None:
+        """Idle, a wake-up (new events) starts the next pass at once. Backing off after a failure
+        (Retry-After, a permanent error), only shutdown ends the wait early: a wake-up after every
+        poll would otherwise turn the backoff into one request per poll."""
+        if self.failures:
+            self._stop.wait(delay)
+            return
+        self._wake.wait(delay)
+        self._wake.clear()
 
 
 class Daemon:
@@ -174,8 +183,15 @@ class Daemon:
         now = self.clock()
         if st.auth_retry_at and now < st.auth_retry_at:
             return  # credentials were refused: retry slowly, not every poll
+        if st.retry_at and now < st.retry_at:
+            return  # the source asked us to wait longer than a poll interval
+        longest = min(self.poll_interval, 60.0)  # longest wait inside one poll: the loop has more to do
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retry_attempts) | tenacity.stop_when_event_set(self.stop),
+            stop=tenacity.stop_any(
+                tenacity.stop_after_attempt(self.retry_attempts),
+                tenacity.stop_when_event_set(self.stop),
+                _stop_before_waiting_longer_than(longest),
+            ),
             wait=_wait_retry_after(tenacity.wait_exponential_jitter(initial=1, max=30)),
             retry=tenacity.retry_if_exception_type(SourceUnavailable),
             sleep=self._retry_wait,
@@ -184,15 +200,20 @@ class Daemon:
         )
         try:
             result = retrying(syncer.poll, self.clock(), progress=self._heartbeat)
+        except _Interrupted:
+            return  # shutdown while waiting to retry: nothing was committed, the next start polls again
         except SourceError as e:
             kind = _error_kind(e)
             st.last_error = str(e)
             if isinstance(e, SourceAuthError):
                 st.auth_retry_at = now + timedelta(seconds=max(300.0, self.poll_interval * 5))
+            if e.retry_after is not None and e.retry_after > longest:
+                st.retry_at = now + timedelta(seconds=e.retry_after)  # honoured without blocking the loop
             self._translogs[syncer.name].failed(str(e), level=logging.ERROR)
             self._on_poll(syncer.name, None, str(e), kind)
             return
         st.last_ok_at, st.last_error, st.last_result, st.auth_retry_at = self.clock(), None, result, None
+        st.retry_at = None
         self._translogs[syncer.name].ok()
         self._on_poll(syncer.name, result, None, None)
         if result.fetched or result.events:
@@ -207,6 +228,8 @@ class Daemon:
 
     def _retry_wait(self, seconds: float) -> None:
         self._retry_sleep(seconds)
+        if self.stop.is_set():
+            raise _Interrupted  # not one more attempt (up to a request timeout) after SIGTERM
 
     def _sleep(self, seconds: float) -> None:
         """Wait between retries: interrupted by shutdown, and still the main loop, so it pings."""
@@ -267,6 +290,20 @@ def _note_attempt(st: SourceStatus, retry_state: tenacity.RetryCallState) -> Non
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     if exc is not None:
         st.last_error = str(exc)
+
+
+class _stop_before_waiting_longer_than(tenacity.stop.stop_base):
+    """Give up rather than sleep longer than ``seconds`` (a long Retry-After defers the next poll)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return retry_state.upcoming_sleep > self.seconds
+
+
+class _Interrupted(Exception):
+    """Shutdown was requested while waiting to retry a poll."""
 
 
 def _error_kind(e: SourceError) -> str:

@@ -5,29 +5,42 @@ Slack has no idempotency key, so every post carries its identity in message meta
 
 1. mark the post ``inflight`` and commit (before the request);
 2. post; on success store the ``ts`` and mark it done;
-3. if the outcome is unknown (timeout, dropped connection, 5xx, or a crash before step 2 committed),
-   the row stays ``inflight``; before posting it again, look for it in the channel
-   (``conversations.history`` / ``conversations.replies`` with ``include_all_metadata``).
+3. if the outcome is unknown (timeout, dropped connection, 5xx, ``internal_error``/``fatal_error``, an
+   answer that is not JSON, or a crash before step 2 committed), the row stays ``inflight``; before
+   posting it again, look for it in the channel (``conversations.history`` / ``conversations.replies``
+   with ``include_all_metadata``).
 
 Local state stays the source of truth: Slack is consulted only for an unknown outcome.
 Parents are posted before thread replies so that, during a burst, L1 sees every window first.
+
+Every Slack answer is classified once, in :meth:`SlackSink._call`:
+
+* 429 / ``ratelimited``: wait ``Retry-After`` (interruptible by shutdown), then try again;
+* :data:`PERMANENT` (channel, token, scope): :class:`SinkPermanentError` saying what to fix;
+* 5xx, :data:`TRANSIENT`, not JSON, transport errors: :class:`SinkRetryableError` (with the server's
+  ``Retry-After``), or for a post an unknown outcome;
+* :data:`POISON` (this one message is refused): the message is set aside and listed as a problem of
+  its ticket (``windows --problems``) until the ticket changes; it never blocks the queue;
+* any other error code: Slack said no, nothing was stored: :class:`SinkRetryableError`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from connector.domain.window import MaintenanceWindow
-from connector.errors import SinkPermanentError, SinkRetryableError
+from connector.domain.window import MaintenanceWindow, Problem
+from connector.errors import SinkError, SinkPermanentError, SinkRetryableError
 from connector.sinks.slack_render import RenderContext, Rendered, render_event, render_parent
 from connector.store.sqlite import Delivery, Store
 
@@ -59,6 +72,11 @@ POISON = {
     "too_many_attachments",
 }
 GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}
+#: Slack could not finish the call ("it's possible some aspect of the operation succeeded"): retry;
+#: for a post, the outcome is unknown. Slack sends these with HTTP 200 as well as with 5xx.
+TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+RATE_LIMITED = {"ratelimited", "rate_limited"}
+NOT_JSON = "not_json"  # slack_sdk: "Received a response in a non-JSON format" (a proxy's HTML page)
 
 PARENT_TYPE = "itsm_window"
 EVENT_TYPE = "itsm_event"
@@ -74,14 +92,80 @@ class DeliveryReport:
     poisoned: list[str] = field(default_factory=list)
 
 
+class Interrupted(SinkRetryableError):
+    """Shutdown was requested while waiting (pacing, ``Retry-After``): the request was not sent."""
+
+
 class _Unknown(Exception):
     """The post may or may not have reached Slack."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A Slack error answer, read once: HTTP status, error code, ``Retry-After`` seconds."""
+
+    status: int
+    error: str
+    retry_after: float | None
+
+    @classmethod
+    def of(cls, e: SlackApiError) -> _Answer:
+        resp = e.response
+        status = int(getattr(resp, "status_code", 0) or 0)
+        data = getattr(resp, "data", None)
+        error = str(data.get("error") or "") if isinstance(data, Mapping) else ""
+        if not isinstance(data, Mapping) or error.startswith("Received a response in a non-JSON format"):
+            error = NOT_JSON
+        headers = getattr(resp, "headers", None) or {}
+        value = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
+        return cls(status, error, retry_after_seconds(value))
+
+    def describe(self) -> str:
+        if self.error and self.error != NOT_JSON:
+            return self.error
+        what = "an answer that is not JSON" if self.error == NOT_JSON else "no error code"
+        return f"HTTP {self.status}, {what}" if self.status else what
+
+
+def retry_after_seconds(value: Any) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _fingerprint(r: Rendered) -> str:
     """What the reader sees, less the "updated at" context line (it changes on every render)."""
     blocks = [b for b in r.blocks if b.get("type") != "context"]
     return hashlib.sha256(json.dumps([r.text, blocks], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sdk_logger() -> logging.Logger:
+    """The logger to give ``WebClient``: slack_sdk logs an ERROR line for every failed request, which
+    :class:`SlackSink` classifies and reports once on its own; its DEBUG and WARNING lines stay."""
+    logger = logging.getLogger("connector.sinks.slack.sdk")
+    if not any(isinstance(f, _DropErrors) for f in logger.filters):
+        logger.addFilter(_DropErrors())
+    return logger
+
+
+class _DropErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
 
 
 class SlackSink:
@@ -101,9 +185,12 @@ class SlackSink:
         self.channel = channel
         self.target = f"slack:{channel}"
         self._context = context
-        self._pace = pace
+        self._pace = pace  # may raise Interrupted
         self._wait = wait  # interruptible sleep: returns True when shutdown was requested
         self._max_waits = max_rate_limit_waits
+        # Parents that may show an old state: their refresh failed or was never reached (a pass that
+        # stopped early). None: not known yet, so the first pass checks every parent (after a crash).
+        self._stale: set[tuple[str, str]] | None = None
 
     # -- the delivery pass --------------------------------------------------------------------------
     def deliver(
@@ -111,23 +198,38 @@ class SlackSink:
     ) -> DeliveryReport:
         """Deliver what the outbox holds for this channel, then bring changed parents up to date
         (``also_refresh``: windows changed by another sink, e.g. a new silence id). Raises
-        SinkPermanentError / SinkRetryableError to stop the pass (everything undelivered stays queued)."""
+        SinkPermanentError / SinkRetryableError to stop the pass (everything undelivered stays queued).
+        On shutdown the pass ends after the request in progress; the rest stays queued."""
         report = DeliveryReport()
         open_ = self.store.open_deliveries(self.target, limit)
+        if self._stale is None:
+            self._stale = set(self.store.messages(self.target))
         keys = list(dict.fromkeys([*(d.key for d in open_), *also_refresh]))
-        for key in keys:  # first every window's parent message, so L1 sees the whole burst early
-            if not self._has_parent(key):
-                self._post_parent(key, now, report)
-        for d in open_:
-            self._post_reply(d, now, report)
-        for key in keys:
-            self._refresh_parent(key, now, report)
+        self._stale.update(keys)  # until refreshed below: a failed update is not forgotten
+        try:
+            for key in keys:  # first every window's parent message, so L1 sees the whole burst early
+                self._check_stop()
+                if not self._has_parent(key):
+                    self._post_parent(key, now, report)
+            for d in open_:
+                self._check_stop()
+                self._post_reply(d, now, report)
+            for key in [*keys, *sorted(self._stale - set(keys))]:
+                self._check_stop()
+                self._refresh_parent(key, now, report)
+                self._stale.discard(key)
+        except Interrupted:
+            log.info("%s: shutting down mid-pass; what is left stays queued", self.target)
         return report
 
     def refresh(self, key: tuple[str, str], now: datetime) -> DeliveryReport:
         report = DeliveryReport()
         self._refresh_parent(key, now, report)
         return report
+
+    def _check_stop(self) -> None:
+        if self._wait(0):  # a zero wait answers "was shutdown requested?"
+            raise Interrupted("shutdown requested")
 
     # -- parents ------------------------------------------------------------------------------------
     def _has_parent(self, key: tuple[str, str]) -> bool:
@@ -145,6 +247,8 @@ class SlackSink:
         if rendered is None:
             return
         msg = self.store.message(key, self.target)
+        if msg is not None and msg.state == "refused" and msg.rendered == _fingerprint(rendered):
+            return  # Slack refused exactly this message; its replies wait until the ticket changes
         ident = f"{self.store.store_id}:{key[0]}:{key[1]}"
         if msg is not None and msg.state == "inflight":
             found = self.find(ident, None)
@@ -159,9 +263,17 @@ class SlackSink:
                 return
         with self.store.transaction():
             self.store.set_message(key, self.target, ts=None, state="inflight")
-        ts = self.post(
-            rendered, ident, PARENT_TYPE, None, on_definite_failure=lambda: self._forget_parent(key)
-        )
+        try:
+            ts = self.post(
+                rendered, ident, PARENT_TYPE, None, on_definite_failure=lambda: self._forget_parent(key)
+            )
+        except SlackApiError as e:  # only POISON reaches here: this message, not the channel
+            with self.store.transaction():
+                self.store.set_message(
+                    key, self.target, ts=None, state="refused", rendered=_fingerprint(rendered)
+                )
+            self._set_aside(key, "parent message", _Answer.of(e).error, now, report)
+            return
         with self.store.transaction():
             self.store.set_message(key, self.target, ts=ts, state="posted", rendered=_fingerprint(rendered))
         report.posted += 1
@@ -182,7 +294,7 @@ class SlackSink:
                 "chat.update", channel=self.channel, ts=msg.ts, text=rendered.text, blocks=rendered.blocks
             )
         except SlackApiError as e:
-            err = e.response.get("error", "")
+            err = _Answer.of(e).error
             if err in GONE:
                 log.warning(
                     "the parent message of %s is gone from Slack (%s): posting a new one",
@@ -191,11 +303,8 @@ class SlackSink:
                 )
                 self._forget_parent(key)
                 return
-            if err in POISON:
-                log.error("Slack refused the update of %s: %s", rendered_number(self.store, key), err)
-                report.poisoned.append(err)
-                return
-            raise
+            self._set_aside(key, "update of the parent message", err, now, report)
+            return
         with self.store.transaction():
             self.store.set_message(
                 key, self.target, ts=msg.ts, state="posted", rendered=_fingerprint(rendered)
@@ -232,18 +341,10 @@ class SlackSink:
                 msg.ts,
                 on_definite_failure=lambda: self._mark(d, "pending", now),
             )
-        except SlackApiError as e:
-            err = e.response.get("error", "")
-            if err not in POISON:
-                raise
-            log.error(
-                "Slack refused the %s reply of %s (%s): set aside, see `windows --problems`",
-                d.event.kind,
-                d.event.window.number,
-                err,
-            )
+        except SlackApiError as e:  # only POISON reaches here
+            err = _Answer.of(e).error
             self._mark(d, "failed", now, error=err)
-            report.poisoned.append(err)
+            self._set_aside(d.key, f"{d.event.kind} reply", err, now, report)
             return
         with self.store.transaction():
             self.store.mark_delivery(d.event_id, self.target, "done", now, ts=ts)
@@ -252,6 +353,30 @@ class SlackSink:
     def _mark(self, d: Delivery, state: str, now: datetime, error: str | None = None) -> None:
         with self.store.transaction():
             self.store.mark_delivery(d.event_id, self.target, state, now, error=error)
+
+    def _set_aside(
+        self, key: tuple[str, str], what: str, err: str, now: datetime, report: DeliveryReport
+    ) -> None:
+        """Slack refused this one message: log it once, list it as a problem of the ticket (cleared
+        when the ticket next changes; a refused parent is tried again once its rendering changes, and
+        the window's replies wait for it), and let every other message flow."""
+        number = rendered_number(self.store, key)
+        with self.store.transaction():
+            self.store.set_problems(
+                key[0],
+                key[1],
+                number,
+                [Problem(number, "slack", f"Slack refused the {what} in {self.channel}: {err}")],
+                now,
+            )
+        log.error(
+            "%s: Slack refused the %s (%s): set aside, listed by `windows --problems`; "
+            "tried again when the ticket changes",
+            number,
+            what,
+            err,
+        )
+        report.poisoned.append(err)
 
     # -- Slack calls --------------------------------------------------------------------------------
     def post(
@@ -263,6 +388,9 @@ class SlackSink:
         *,
         on_definite_failure: Callable[[], None],
     ) -> str:
+        """One ``chat.postMessage`` with ``ident`` in its metadata. Slack refused it (any error it
+        answered, or a shutdown before it was sent): ``on_definite_failure()`` then the error. Outcome
+        unknown: :class:`SinkRetryableError`, the caller's ``inflight`` mark stays."""
         kwargs: dict[str, Any] = {
             "channel": self.channel,
             "text": r.text,
@@ -277,37 +405,46 @@ class SlackSink:
             resp = self._call("chat.postMessage", **kwargs)
         except _Unknown as e:
             raise SinkRetryableError(
-                f"outcome of a Slack post unknown ({e}); will check before re-posting"
+                f"outcome of a Slack post unknown ({e}); will check before re-posting",
+                retry_after=e.retry_after,
             ) from None
-        except (SlackApiError, SinkPermanentError, SinkRetryableError):
-            on_definite_failure()  # Slack answered: nothing was stored
+        except (SlackApiError, SinkError):
+            on_definite_failure()  # Slack answered (or was never asked): nothing was stored
             raise
         return str(resp["ts"])
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        """One Slack call with pacing and Retry-After; errors classified once, here."""
+    def _call(self, method: str, *, query: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """One Slack call (JSON body, or GET ``query``) with pacing and ``Retry-After``; every error
+        classified once, here (see the module doc). Only POISON and GONE errors leave as
+        SlackApiError, for the caller to handle."""
+        unknown = method == "chat.postMessage"  # the one call that is not idempotent
         for _ in range(self._max_waits + 1):
             self._pace(method)
             try:
+                if query is not None:
+                    return self.client.api_call(method, http_verb="GET", params=query)
                 return self.client.api_call(method, json=kwargs)
             except SlackApiError as e:
-                status = e.response.status_code
-                err = str(e.response.get("error", "")) if isinstance(e.response.data, dict) else ""
-                if status == 429 or err in ("ratelimited", "rate_limited"):
-                    retry_after = float(e.response.headers.get("Retry-After", 1) or 1)
-                    log.info("Slack rate limit on %s: waiting %.0fs as Retry-After asks", method, retry_after)
-                    if self._wait(retry_after):
-                        raise SinkRetryableError("shutdown during a Slack rate-limit wait") from None
+                a = _Answer.of(e)
+                if a.status == 429 or a.error in RATE_LIMITED:
+                    wait = a.retry_after if a.retry_after is not None else 1.0
+                    log.info("Slack rate limit on %s: waiting %.0fs as Retry-After asks", method, wait)
+                    if self._wait(wait):
+                        raise Interrupted("shutdown during a Slack rate-limit wait") from None
                     continue
-                if err in PERMANENT:
-                    raise SinkPermanentError(f"Slack {method}: {err}: {PERMANENT[err]}") from None
-                if status >= 500:
-                    if method == "chat.postMessage":
-                        raise _Unknown(f"HTTP {status}") from None
-                    raise SinkRetryableError(f"Slack {method}: HTTP {status}") from None
-                raise
+                if a.error in PERMANENT:
+                    raise SinkPermanentError(f"Slack {method}: {a.error}: {PERMANENT[a.error]}") from None
+                if a.status >= 500 or a.error in TRANSIENT or a.error == NOT_JSON:
+                    if unknown:
+                        raise _Unknown(a.describe(), a.retry_after) from None
+                    raise SinkRetryableError(
+                        f"Slack {method}: {a.describe()}", retry_after=a.retry_after
+                    ) from None
+                if a.error in POISON or a.error in GONE:
+                    raise
+                raise SinkRetryableError(f"Slack {method} refused: {a.describe()}") from None
             except (OSError, ValueError) as e:  # timeouts, resets, half-read bodies (URLError is an OSError)
-                if method == "chat.postMessage":
+                if unknown:
                     raise _Unknown(type(e).__name__) from None
                 raise SinkRetryableError(f"Slack {method}: {type(e).__name__}") from None
         raise SinkRetryableError(f"Slack {method}: still rate limited after {self._max_waits} waits")
@@ -322,16 +459,10 @@ class SlackSink:
                 args["ts"] = thread_ts
             if cursor:
                 args["cursor"] = cursor
-            self._pace(method)
             try:
-                resp = self.client.api_call(method, http_verb="GET", params=args)
+                resp = self._call(method, query=args)
             except SlackApiError as e:
-                err = str(e.response.get("error", ""))
-                if err in PERMANENT:
-                    raise SinkPermanentError(f"Slack {method}: {err}: {PERMANENT[err]}") from None
-                raise SinkRetryableError(f"Slack {method}: {err or e.response.status_code}") from None
-            except (OSError, ValueError) as e:
-                raise SinkRetryableError(f"Slack {method}: {type(e).__name__}") from None
+                raise SinkRetryableError(f"Slack {method}: {_Answer.of(e).describe()}") from None
             messages: list[dict[str, Any]] = resp.get("messages", [])
             for m in messages:
                 payload = (m.get("metadata") or {}).get("event_payload") or {}
@@ -349,7 +480,7 @@ class SlackSink:
             auth = self.client.auth_test()
             info = self.client.conversations_info(channel=self.channel)
         except SlackApiError as e:
-            err = str(e.response.get("error", ""))
+            err = _Answer.of(e).describe()
             return [f"slack: {err}: {PERMANENT.get(err, 'see the Slack API docs')}"]
         except OSError as e:
             return [f"slack: cannot reach {self.client.base_url}: {type(e).__name__}"]
