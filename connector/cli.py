@@ -215,12 +215,13 @@ def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
 
 
 def _warn_watchdog_vs_timeout(settings: Settings, ping_interval: float | None) -> None:
-    """A request may block the loop for ``timeout`` seconds; it must end well inside WatchdogSec."""
+    """A request may block the loop for ``timeout`` seconds on top of the time since the last ping
+    (at most WatchdogSec/4): together they must stay well inside WatchdogSec (60 s and 30 s do)."""
     if ping_interval is None:
         return
     watchdog = ping_interval * 2
     for sn in settings.all_sources:
-        if sn.timeout >= watchdog / 2:
+        if sn.timeout + watchdog / 4 >= 0.9 * watchdog:
             log.warning(
                 "servicenow.timeout (%gs) is not well below the systemd watchdog (%gs): a request that "
                 "hangs until its timeout may get the service restarted; lower the timeout or raise "

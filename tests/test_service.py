@@ -418,3 +418,42 @@ def test_a_long_first_sync_pings_between_pages(
     assert daemon.status.sources["servicenow"].last_error is None
     # one ping per page (4 pages of 2), each after its windows were committed
     assert len(beats) >= 4 and beats == sorted(beats) and 1 <= beats[0] < beats[3] == 7, beats
+
+
+def test_the_unit_hands_over_what_the_connector_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credential names, config path and state directory in the unit match config.py, and a config
+    with no secrets in it loads from ``$CREDENTIALS_DIRECTORY`` exactly as systemd lays it out."""
+    from connector.config import DEFAULT_CONFIG_PATH, SECRETS, load_settings
+
+    unit = (ROOT / "systemd" / "itsm-connector.service").read_text().splitlines()
+    loaded = dict(line.split("=", 1)[1].split(":", 1) for line in unit if line.startswith("LoadCredential="))
+    assert set(loaded) == {credential for _, _, _, credential, required in SECRETS if required}
+    assert loaded == {name: f"{DEFAULT_CONFIG_PATH.parent}/{name}" for name in loaded}
+    exec_start = next(line for line in unit if line.startswith("ExecStart="))
+    assert exec_start.endswith(f" run --config {DEFAULT_CONFIG_PATH}")
+    assert f"ConfigurationDirectory={DEFAULT_CONFIG_PATH.parent.name}" in unit
+    assert "StateDirectory=itsm-connector" in unit
+
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "servicenow-password").write_text("pw-from-systemd\n")
+    (credentials / "slack-token").write_text("xoxb-from-systemd\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "servicenow": {"url": "https://acme.service-now.com", "username": "svc"},
+                "slack": {"channel": "C0123ABCD"},
+            }
+        )
+    )
+    for name in [k for k in os.environ if k.startswith("ITSM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/itsm-connector")
+    settings = load_settings(config, env={"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert settings.primary_source.password is not None and settings.slack.token is not None
+    assert settings.primary_source.password.get_secret_value() == "pw-from-systemd"
+    assert settings.slack.token.get_secret_value() == "xoxb-from-systemd"
+    assert settings.state.path == Path("/var/lib/itsm-connector/state.db")
