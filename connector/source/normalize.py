@@ -45,6 +45,9 @@ def raw_value(v: Any) -> str | None:
 
 def clean_text(text: str, *, multiline: bool = False) -> str:
     """Remove control characters, normalise line breaks, cap at ``MAX_TEXT`` characters."""
+    if text.isprintable():  # the usual case: no control, bidi or line-break character to handle
+        text = text.strip()
+        return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
     text = text.strip() if multiline else _LINE_BREAKS.sub(" ", text).strip()

@@ -16,8 +16,12 @@ def _dt(v: Any) -> datetime | None:
     return datetime.fromisoformat(v) if v else None
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(MaintenanceWindow))
+
+
 def window_to_dict(w: MaintenanceWindow) -> dict[str, Any]:
-    d = dataclasses.asdict(w)
+    # Shallow on purpose: dataclasses.asdict deep-copies every field and was most of a save's cost.
+    d = {name: getattr(w, name) for name in _FIELDS}
     d["state"] = w.state.value
     for k in _DATES:
         d[k] = d[k].isoformat() if d[k] else None
