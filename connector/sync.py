@@ -13,11 +13,11 @@ Delivery is not done here: events go to the outbox and the sinks drain it on the
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Literal, Protocol
 
 from connector.domain.events import ENTERED, Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
@@ -28,6 +28,10 @@ from connector.source.query import Cursor, next_cursor
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+
+
+class _Stored(Enum):
+    LOOK_UP = "read the stored state"  # a window's stored state is read where it is needed
 
 
 class ChangeSource(Protocol):
@@ -103,14 +107,21 @@ class Syncer:
     def poll(self, now: datetime, progress: Callable[[], None] = lambda: None) -> PollResult:
         """``progress`` is called after each committed page (the daemon's watchdog heartbeat)."""
         result = PollResult(first_sync=self.store.meta_get(f"initial_sync_done:{self.name}") is None)
+        silent = result.first_sync and self.first_run != "announce"
         cursor = self.store.cursor(self.name)
         for records, page_cursor in self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now):
-            cis = self._task_cis([str(r.get(self.id_field, "")) for r in records]) if records else {}
+            page = [(raw, self._normalize(raw)) for raw in records]
+            # A finished ticket's CIs are never shown again: ask task_ci only about the others (on a
+            # first sync, most of the history is finished).
+            wanted = [
+                w.sys_id
+                for _, w in page
+                if isinstance(w, MaintenanceWindow) and phase_at(w, now) not in TERMINAL_PHASES
+            ]
+            cis = self._task_cis(wanted) if wanted else {}
             with self.store.transaction():
-                for raw in records:
-                    result.add(
-                        self._apply(raw, cis, now, silent=result.first_sync and self.first_run != "announce")
-                    )
+                for raw, normalized in page:
+                    result.add(self._apply(raw, cis, now, silent=silent, normalized=normalized))
                 self.store.set_cursor(self.name, page_cursor)
             progress()
         if result.first_sync:
@@ -122,22 +133,40 @@ class Syncer:
         result.add(self._poll_task_cis(now))
         return result
 
-    def _apply(
-        self, raw: Mapping[str, Any], cis: Mapping[str, list[str]], now: datetime, *, silent: bool = False
-    ) -> PollResult:
-        res = PollResult(fetched=1)
-        normalized = normalize_change(
+    def _normalize(self, raw: Mapping[str, Any]) -> MaintenanceWindow | list[Problem]:
+        return normalize_change(
             raw, source=self.name, mapping=self.mapping, base_url=self.base_url, table=self.table
         )
+
+    def _apply(
+        self,
+        raw: Mapping[str, Any],
+        cis: Mapping[str, list[str]],
+        now: datetime,
+        *,
+        silent: bool = False,
+        normalized: MaintenanceWindow | list[Problem] | None = None,
+    ) -> PollResult:
+        """``cis``: the ``task_ci`` CIs of the tickets that were asked about; one that was not asked
+        about (a finished ticket) keeps the CIs it was last shown with."""
+        res = PollResult(fetched=1)
+        if normalized is None:
+            normalized = self._normalize(raw)
         sys_id = str(raw.get(self.id_field) or "")
         if isinstance(normalized, list):
             self._reject(sys_id, normalized, now)
             res.problems = 1
             return res
-        w = normalized.with_cis(normalized.cis + tuple(cis.get(normalized.sys_id, ())))
+        prev: Tracked | Literal[_Stored.LOOK_UP] | None = _Stored.LOOK_UP
+        if normalized.sys_id in cis:
+            extra = tuple(cis[normalized.sys_id])
+        else:
+            prev = self.store.get_tracked(normalized.key)
+            extra = prev.window.cis if prev is not None else ()
+        w = normalized.with_cis(normalized.cis + extra) if extra else normalized  # cis: 0 or 1 from normalize
         if self.store.clear_problem(self.name, w.sys_id):
             log.info("%s: accepted now (its earlier problem is fixed)", w.number)
-        return self._reconcile(w.key, w, now, silent=silent, into=res)
+        return self._reconcile(w.key, w, now, silent=silent, into=res, prev=prev)
 
     def _reject(self, sys_id: str, problems: list[Problem], now: datetime) -> None:
         number = problems[0].number if problems else sys_id
@@ -155,9 +184,12 @@ class Syncer:
         *,
         silent: bool = False,
         into: PollResult | None = None,
+        prev: Tracked | Literal[_Stored.LOOK_UP] | None = _Stored.LOOK_UP,
     ) -> PollResult:
+        """``prev``: the stored state, when the caller has already read it."""
         res = into or PollResult()
-        prev = self.store.get_tracked(key)
+        if prev is _Stored.LOOK_UP:
+            prev = self.store.get_tracked(key)
         tracked, events = reconcile(prev, w, now)
         if tracked is not None and (prev is None or tracked != prev):
             self.store.save_tracked(tracked)
@@ -203,10 +235,11 @@ class Syncer:
 
     # -- affected CIs -------------------------------------------------------------------------------
     def _task_cis(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
-        cis: dict[str, list[str]] = defaultdict(list)
+        """Each asked-about task's CI names (an empty list for a task with no ``task_ci`` row)."""
+        cis: dict[str, list[str]] = {t: [] for t in task_ids if t}
         for task, ci, _ in self.source.fetch_task_cis(task_ids=task_ids):
             if ci:
-                cis[task].append(ci)
+                cis.setdefault(task, []).append(ci)
         return cis
 
     def _poll_task_cis(self, now: datetime) -> PollResult:
@@ -244,10 +277,12 @@ class Syncer:
     # -- time-driven events -------------------------------------------------------------------------
     def tick(self, now: datetime) -> PollResult:
         res = PollResult()
+        reminders = any(self._reminder_minutes(target) for target in self.targets)
         with self.store.transaction():
             for t in self.store.tracked(open_only=True, source=self.name):
-                self._reconcile(t.window.key, t.window, now, into=res)
-                res.events += self._remind(t, now)
+                self._reconcile(t.window.key, t.window, now, into=res, prev=t)
+                if reminders:
+                    res.events += self._remind(t, now)
         return res
 
     def _remind(self, t: Tracked, now: datetime) -> int:
