@@ -161,7 +161,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             before_metrics=lambda: app.update_gauges(app.daemon.clock()),
             extra_routes=app.calendar_routes(),
         )
-        app.health.start()
+        try:
+            app.health.start()
+        except OSError as e:  # e.g. the port is taken: say so plainly, systemd retries (on-failure)
+            log.error("cannot listen on health.listen %s: %s", settings.health.listen, e.strerror or e)
+            app.health = None
+            app.close()
+            return 1
     beat = Heartbeat(notifier, app.status_line)
 
     def heartbeat() -> None:

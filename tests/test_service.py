@@ -100,11 +100,13 @@ class NotifyListener:
 class Service:
     proc: subprocess.Popen[str]
     config: Path
+    stream: Any = None  # where its stderr is read (default: the Popen pipe)
     lines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        assert self.proc.stderr is not None
-        threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True).start()
+        stream = self.stream or self.proc.stderr
+        assert stream is not None
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
 
     def _read(self, stream: Any) -> None:
         for line in stream:
@@ -152,7 +154,8 @@ def write_config(tmp_path: Path, snow: ServiceNowSimulator, slack: SlackSimulato
     return path
 
 
-def start(config: Path, **env: str) -> Service:
+def start(config: Path, stderr: tuple[int, int] | None = None, **env: str) -> Service:
+    """The daemon; its stderr is a new pipe, or ``stderr``: the (read, write) ends of the caller's."""
     environ = {
         k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
     }
@@ -170,10 +173,13 @@ def start(config: Path, **env: str) -> Service:
         env=environ,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr is None else stderr[1],
         text=True,
     )
-    return Service(proc, config)
+    if stderr is None:
+        return Service(proc, config)
+    os.close(stderr[1])
+    return Service(proc, config, os.fdopen(stderr[0]))
 
 
 def seed(snow: ServiceNowSimulator, now: datetime, n: int = 3) -> None:
@@ -457,3 +463,42 @@ def test_the_unit_hands_over_what_the_connector_reads(
     assert settings.primary_source.password.get_secret_value() == "pw-from-systemd"
     assert settings.slack.token.get_secret_value() == "xoxb-from-systemd"
     assert settings.state.path == Path("/var/lib/itsm-connector/state.db")
+
+
+def test_journal_format_when_stderr_is_the_journal_stream(
+    tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
+) -> None:
+    """Under systemd stderr is the journal, named by $JOURNAL_STREAM (device:inode): with the default
+    ``log.format: auto`` lines carry a syslog priority and no timestamp of their own."""
+    snow, slack = sims
+    seed(snow, datetime.now(timezone.utc), n=1)
+    config = yaml.safe_load(write_config(tmp_path, snow, slack).read_text())
+    del config["log"]  # auto
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    pipe = os.pipe()
+    st = os.fstat(pipe[1])
+    service = start(path, stderr=pipe, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    try:
+        wait_for("the poll summary", lambda: service.logged("poll servicenow"))
+    finally:
+        assert service.stop() == 0
+    assert service.logged("<6>connector.daemon: poll servicenow: fetched 2, changed 1, events 2, rejected 1")
+    assert service.logged("<4>connector.sync: rejected ticket CHG0070099")
+    assert all(line.startswith(("<3>", "<4>", "<6>")) for line in service.lines), service.lines
+
+
+def test_a_taken_health_port_is_one_plain_error(
+    tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
+) -> None:
+    snow, slack = sims
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, snow, slack, health={"enabled": True, "listen": f"127.0.0.1:{port}"})
+        service = start(config)
+        assert service.proc.wait(30) == 1
+    wait_for("stderr to be read", lambda: service.logged("cannot listen"))
+    assert service.logged(f"ERROR connector: cannot listen on health.listen 127.0.0.1:{port}: ")
+    assert "Traceback" not in service.log()
