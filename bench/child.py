@@ -1,0 +1,230 @@
+"""The connector side of the process-separated benchmarks: ``python -m bench.child SCENARIO ARGS``.
+
+Runs in a fresh interpreter, so its CPU time and ``ru_maxrss`` are the connector's alone (the
+simulators run in the parent, which this process drives through :class:`bench.harness.Parent`).
+Scenarios: ``baseline`` (imports only), ``idle`` (cost of an idle poll and of a full refresh),
+``catchup`` (first sync against a bare ``requests`` loop over the same pages), ``steady`` (RSS after
+many small poll cycles).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import Parent, build, median, peak_rss_mb, rss_mb, settings_data, setup_logs
+
+# What the daemon imports before it does anything: the baseline of every memory figure.
+import connector.app  # noqa: F401  isort: skip
+from connector.daemon import utc_now
+
+BASELINE_PEAK, BASELINE_RSS = peak_rss_mb(), rss_mb()
+
+
+def baseline(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
+    return {"peak_rss_mb": BASELINE_PEAK, "rss_mb": BASELINE_RSS}
+
+
+@contextmanager
+def profiled(args: dict[str, Any], name: str) -> Iterator[None]:
+    """cProfile the block when the run was given ``profile`` (a directory): ``<dir>/<name>.prof``."""
+    if not args.get("profile"):
+        yield
+        return
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        yield
+    finally:
+        prof.disable()
+        Path(args["profile"]).mkdir(parents=True, exist_ok=True)
+        prof.dump_stats(str(Path(args["profile"]) / f"{name}.prof"))
+
+
+def _app(args: dict[str, Any], **over: Any) -> Any:
+    setup_logs(Path(args["log"]))
+    return build(settings_data(args["snow"], args["slack"], args["state"], **over))
+
+
+def idle(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
+    """Requests, Slack calls and CPU of idle polls once the open windows are known; then refreshes."""
+    app = _app(args)
+    d = app.daemon
+    d.poll()  # the first sync (not measured), then the first-run digest
+    d.tick()
+    app.deliver_slack(utc_now())
+    d.poll()  # the first incremental poll sets the task_ci cursor without a request
+    parent.call("counts")
+    polls: list[dict[str, Any]] = []
+    with profiled(args, "idle"):
+        _idle_polls(parent, app, args, polls)
+    refreshes: list[dict[str, Any]] = []
+    with profiled(args, "refresh"):
+        _refreshes(parent, app, args, refreshes)
+    open_windows = len(app.store.tracked(open_only=True))
+    app.close()
+    return {"open_windows": open_windows, "polls": polls, "refreshes": refreshes}
+
+
+def _idle_polls(parent: Parent, app: Any, args: dict[str, Any], polls: list[dict[str, Any]]) -> None:
+    d = app.daemon
+    for _ in range(args["polls"]):
+        time.sleep(args.get("gap", 0.0))
+        c0, w0 = time.process_time(), time.perf_counter()
+        d.poll()
+        c1, w1 = time.process_time(), time.perf_counter()
+        d.tick()
+        app.deliver_slack(utc_now())
+        c2 = time.process_time()
+        counts = parent.call("counts")
+        polls.append(
+            {
+                "cpu_ms": (c1 - c0) * 1000,
+                "wall_ms": (w1 - w0) * 1000,
+                "cycle_cpu_ms": (c2 - c0) * 1000,
+                "snow": counts["snow"],
+                "slack": counts["slack"],
+            }
+        )
+
+
+def _refreshes(parent: Parent, app: Any, args: dict[str, Any], refreshes: list[dict[str, Any]]) -> None:
+    d = app.daemon
+    for _ in range(args["refreshes"]):
+        c0, w0 = time.process_time(), time.perf_counter()
+        d.refresh()
+        c1, w1 = time.process_time(), time.perf_counter()
+        app.deliver_slack(utc_now())
+        counts = parent.call("counts")
+        refreshes.append(
+            {
+                "cpu_ms": (c1 - c0) * 1000,
+                "wall_ms": (w1 - w0) * 1000,
+                "snow": counts["snow"],
+                "slack": counts["slack"],
+            }
+        )
+
+
+def _time_requests(app: Any) -> dict[str, float]:
+    """Wrap the source's one GET method to add up the wall time spent in it, per table."""
+    spent: dict[str, float] = {}
+    for source in app.sources:
+        fetch_page = source.fetch_page
+
+        def timed(*a: Any, _fetch: Any = fetch_page, _src: Any = source, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _fetch(*a, **kw)
+            finally:
+                table = kw.get("table") or _src.table
+                spent[table] = spent.get(table, 0.0) + time.perf_counter() - t0
+
+        source.fetch_page = timed
+    return spent
+
+
+def catchup(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
+    """The first sync, timed; then a bare ``requests`` loop asking for exactly the same pages."""
+    import requests
+
+    app = _app(args)
+    spent = _time_requests(app)
+    parent.call("requests")
+    w0 = time.perf_counter()
+    with profiled(args, "catchup"):
+        app.daemon.poll()
+    sync_s = time.perf_counter() - w0
+    peak, rss = peak_rss_mb(), rss_mb()
+    windows = len(app.store.tracked())
+    app.close()
+    sent = parent.call("requests")
+    pages = [r for r in sent if r["path"].endswith("/table/change_request")]
+
+    session = requests.Session()
+    session.auth = ("admin", "secret")
+    w0 = time.perf_counter()
+    rows = 0
+    for page in pages:
+        resp = session.get(args["snow"] + page["path"], params=page["params"], timeout=60)
+        resp.raise_for_status()
+        rows += len(resp.json()["result"])
+    bare_s = time.perf_counter() - w0
+    parent.call("requests")
+    by_table: dict[str, int] = {}
+    for r in sent:
+        table = r["path"].rsplit("/", 1)[-1]
+        by_table[table] = by_table.get(table, 0) + 1
+    return {
+        "sync_s": sync_s,
+        "bare_s": bare_s,
+        "ratio": sync_s / bare_s,
+        "windows": windows,
+        "bare_rows": rows,
+        "requests": by_table,
+        # where the sync's wall time went: waiting for (and parsing) each table's answers, the rest
+        "breakdown_s": {**spent, "rest": sync_s - sum(spent.values())},
+        "peak_rss_mb": peak,
+        "rss_after_mb": rss,
+        "baseline_peak_rss_mb": BASELINE_PEAK,
+    }
+
+
+def steady(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
+    """Many poll cycles with small changes (a normal day, compressed); RSS along the way."""
+    app = _app(args, slack__post_interval=0)
+    d = app.daemon
+    d.poll()
+    d.tick()
+    app.deliver_slack(utc_now())
+    samples: list[tuple[int, float]] = [(0, rss_mb())]
+    cpu: list[float] = []
+    for cycle in range(1, args["cycles"] + 1):
+        parent.call(
+            "touch",
+            describe=1,
+            reschedule=int(cycle % 4 == 0),
+            new=int(cycle % 10 == 0),
+            close=int(cycle % 10 == 5),
+        )
+        c0 = time.process_time()
+        d.poll()
+        d.tick()
+        if cycle % args["refresh_every"] == 0:
+            d.refresh()
+        app.deliver_slack(utc_now())
+        cpu.append((time.process_time() - c0) * 1000)
+        if cycle % max(1, args["cycles"] // 10) == 0:
+            samples.append((cycle, rss_mb()))
+    result = {
+        "cycles": args["cycles"],
+        "rss_mb": rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": BASELINE_RSS,
+        "samples": samples,
+        "cycle_cpu_ms_median": median(cpu),
+        "open_windows": len(app.store.tracked(open_only=True)),
+        "windows": len(app.store.tracked()),
+    }
+    app.close()
+    return result
+
+
+SCENARIOS = {"baseline": baseline, "idle": idle, "catchup": catchup, "steady": steady}
+
+
+def main() -> None:
+    parent = Parent()
+    scenario, args = sys.argv[1], json.loads(sys.argv[2])
+    parent.result(SCENARIOS[scenario](parent, args))
+
+
+if __name__ == "__main__":
+    main()
