@@ -261,11 +261,14 @@ class SlackSink:
                 self.store.set_message(key, self.target, ts=found, state="posted", rendered=None)
                 report.recovered += 1
                 return
-        with self.store.transaction():
-            self.store.set_message(key, self.target, ts=None, state="inflight")
         try:
             ts = self.post(
-                rendered, ident, PARENT_TYPE, None, on_definite_failure=lambda: self._forget_parent(key)
+                rendered,
+                ident,
+                PARENT_TYPE,
+                None,
+                before_send=lambda: self._set_parent_state(key, "inflight"),
+                on_definite_failure=lambda: self._forget_parent(key),
             )
         except SlackApiError as e:  # only POISON reaches here: this message, not the channel
             with self.store.transaction():
@@ -279,8 +282,11 @@ class SlackSink:
         report.posted += 1
 
     def _forget_parent(self, key: tuple[str, str]) -> None:
+        self._set_parent_state(key, "pending")
+
+    def _set_parent_state(self, key: tuple[str, str], state: str) -> None:
         with self.store.transaction():
-            self.store.set_message(key, self.target, ts=None, state="pending")
+            self.store.set_message(key, self.target, ts=None, state=state)
 
     def _refresh_parent(self, key: tuple[str, str], now: datetime, report: DeliveryReport) -> None:
         msg = self.store.message(key, self.target)
@@ -330,8 +336,6 @@ class SlackSink:
                     self.store.mark_delivery(d.event_id, self.target, "done", now, ts=found)
                 report.recovered += 1
                 return
-        with self.store.transaction():
-            self.store.mark_delivery(d.event_id, self.target, "inflight", now)
         rendered = render_event(d.event, self._context(d.event.window))
         try:
             ts = self.post(
@@ -339,6 +343,7 @@ class SlackSink:
                 ident,
                 EVENT_TYPE,
                 msg.ts,
+                before_send=lambda: self._mark(d, "inflight", now),
                 on_definite_failure=lambda: self._mark(d, "pending", now),
             )
         except SlackApiError as e:  # only POISON reaches here
@@ -387,10 +392,13 @@ class SlackSink:
         thread_ts: str | None,
         *,
         on_definite_failure: Callable[[], None],
+        before_send: Callable[[], None] = lambda: None,
     ) -> str:
-        """One ``chat.postMessage`` with ``ident`` in its metadata. Slack refused it (any error it
-        answered, or a shutdown before it was sent): ``on_definite_failure()`` then the error. Outcome
-        unknown: :class:`SinkRetryableError`, the caller's ``inflight`` mark stays."""
+        """One ``chat.postMessage`` with ``ident`` in its metadata. ``before_send`` (mark the post
+        ``inflight`` and commit) runs after the pacing wait, right before the request, so a crash while
+        waiting leaves nothing to look up. Slack refused it (any error it answered, or a shutdown before
+        it was sent): ``on_definite_failure()`` then the error. Outcome unknown:
+        :class:`SinkRetryableError`, and the ``inflight`` mark stays."""
         kwargs: dict[str, Any] = {
             "channel": self.channel,
             "text": r.text,
@@ -402,7 +410,9 @@ class SlackSink:
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         try:
-            resp = self._call("chat.postMessage", **kwargs)
+            self._pace("chat.postMessage")
+            before_send()
+            resp = self._call("chat.postMessage", paced=True, **kwargs)
         except _Unknown as e:
             raise SinkRetryableError(
                 f"outcome of a Slack post unknown ({e}); will check before re-posting",
@@ -413,13 +423,16 @@ class SlackSink:
             raise
         return str(resp["ts"])
 
-    def _call(self, method: str, *, query: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        """One Slack call (JSON body, or GET ``query``) with pacing and ``Retry-After``; every error
-        classified once, here (see the module doc). Only POISON and GONE errors leave as
-        SlackApiError, for the caller to handle."""
+    def _call(
+        self, method: str, *, query: dict[str, Any] | None = None, paced: bool = False, **kwargs: Any
+    ) -> Any:
+        """One Slack call (JSON body, or GET ``query``) with pacing (unless the caller just ``paced``)
+        and ``Retry-After``; every error classified once, here (see the module doc). Only POISON and
+        GONE errors leave as SlackApiError, for the caller to handle."""
         unknown = method == "chat.postMessage"  # the one call that is not idempotent
-        for _ in range(self._max_waits + 1):
-            self._pace(method)
+        for attempt in range(self._max_waits + 1):
+            if attempt or not paced:
+                self._pace(method)
             try:
                 if query is not None:
                     return self.client.api_call(method, http_verb="GET", params=query)
