@@ -334,5 +334,7 @@ class Syncer:
                 if candidate is not None and candidate.phase in TERMINAL_PHASES:
                     self._reconcile(key, w.with_cis(cis), now, into=res)
                     return
-        log.info("%s left the change feed (%s)", sys_id, "out of the filter" if raw else "deleted")
+        prev = self.store.get_tracked(key)
+        number = prev.window.number if prev is not None else sys_id
+        log.info("%s left the change feed (%s): withdrawn", number, "out of the filter" if raw else "deleted")
         self._reconcile(key, None, now, into=res)
