@@ -106,27 +106,29 @@ class Drill:
         post_rate: float | None = None,
         first_run: str = "announce",
         filter: str = "",
+        password: str = PASSWORD,
+        token: str = TOKEN,
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.stop = threading.Event()
         self.time = FakeTime(self.stop)
-        self.snow = ServiceNowSimulator(username=USER, password=PASSWORD, clock=self.time.clock).start()
+        self.snow = ServiceNowSimulator(username=USER, password=password, clock=self.time.clock).start()
         self.slack = SlackSimulator(
-            tokens=[TOKEN], clock=self.time.monotonic, post_rate_per_channel=post_rate
+            tokens=[token], clock=self.time.monotonic, post_rate_per_channel=post_rate
         ).start()
         self.settings = Settings.model_validate(
             {
                 "servicenow": {
                     "url": self.snow.url,
                     "username": USER,
-                    "password": PASSWORD,
+                    "password": password,
                     "poll_interval": 60,
                     "page_size": page_size,
                     "timeout": sn_timeout,
                     "filter": filter,
                 },
                 "slack": {
-                    "token": TOKEN,
+                    "token": token,
                     "channel": CHANNEL,
                     "base_url": self.slack.base_url,
                     "locale": "en",

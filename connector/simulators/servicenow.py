@@ -390,7 +390,9 @@ class ServiceNowSimulator:
             user, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        return secrets.compare_digest(user, self.username) and secrets.compare_digest(password, self.password)
+        # as bytes: compare_digest refuses str with non-ASCII characters (a Korean password was a 500)
+        same_user = secrets.compare_digest(user.encode(), self.username.encode())
+        return same_user and secrets.compare_digest(password.encode(), self.password.encode())
 
     def _oauth_token(self, form: dict[str, str]) -> _Reply:
         grant = form.get("grant_type")

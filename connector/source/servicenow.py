@@ -112,7 +112,8 @@ class ServiceNowSource:
                 raise ConfigError("servicenow.oauth_client_id and oauth_client_secret must be set together")
             self._oauth = _OAuth(self, oauth_client_id, oauth_client_secret, password)
         else:
-            self._session.auth = HTTPBasicAuth(username, password)
+            # As UTF-8 bytes (RFC 7617): requests would encode str as Latin-1, and fail on anything else.
+            self._session.auth = HTTPBasicAuth(username.encode(), password.encode())
         self._client = pysnow.Client(host=host, use_ssl=use_ssl, session=self._session)
         self._client.parameters.add_custom(dict(_RAW_PARAMS))
         self._session.headers["User-Agent"] = "itsm-connector"
