@@ -156,8 +156,10 @@ class Daemon:
         on_poll: Callable[[str, PollResult | None, str | None, str | None], None] = lambda s, r, e, k: None,
         heartbeat: Callable[[], None] = lambda: None,
         sleep: Callable[[float], object] | None = None,
+        shutdown_grace: float = 8.0,
     ) -> None:
         self.syncers = syncers
+        self.shutdown_grace = shutdown_grace  # for the sinks to finish their step: all of them together
         self.poll_interval = poll_interval
         self.refresh_interval = refresh_interval
         self.tick_interval = tick_interval
@@ -282,8 +284,9 @@ class Daemon:
             nap = min(idle if idle is not None else 1.0, self._max_nap)
             self.stop.wait(max(nap, 0.05))
         log.info("shutting down: finishing deliveries in progress")
+        deadline = time.monotonic() + self.shutdown_grace
         for sink in self.sinks:
-            sink.join(timeout=8.0)
+            sink.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _note_attempt(st: SourceStatus, retry_state: tenacity.RetryCallState) -> None:

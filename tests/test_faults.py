@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -423,3 +424,67 @@ def test_wakeup_after_success_delivers_at_once() -> None:
     finally:
         stop.set()
         worker.join(2)
+
+
+def test_shutdown_waits_for_all_sinks_together_not_one_after_another() -> None:
+    """SIGTERM: exit within 10 s. With one worker per channel plus Alertmanager, giving each stuck
+    sink its own grace period added up (4 sinks x 8 s); they share one now."""
+    from connector.daemon import Daemon
+
+    stop = threading.Event()
+    release = threading.Event()
+    shutdown_at: list[float] = []
+    all_inside = threading.Barrier(4, action=lambda: (shutdown_at.append(time.monotonic()), stop.set()))
+
+    def deliver(now: datetime) -> None:  # every sink mid-request when SIGTERM arrives
+        all_inside.wait(5)
+        release.wait(10)
+
+    daemon = Daemon([], poll_interval=60, refresh_interval=900, stop=stop, shutdown_grace=0.5)
+    status = Status(started_at=datetime.now(timezone.utc))
+    daemon.sinks += [SinkWorker(f"stuck{i}", deliver, stop, status) for i in range(4)]
+    try:
+        daemon.run()
+        took = time.monotonic() - shutdown_at[0]
+    finally:
+        release.set()
+    assert took < 1.5, took  # one shared grace period, not 4 x 0.5 s
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("header", ["Retry-After", "retry-after"])
+def test_retry_after_is_read_on_429_and_503_whatever_the_header_case(status: int, header: str) -> None:
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.slack_response import SlackResponse
+
+    from connector.sinks.slack import SlackSink
+    from connector.sinks.slack_render import Rendered
+    from connector.store.sqlite import Store
+
+    class Client:
+        def api_call(self, method: str, **kwargs: object) -> object:
+            error = "ratelimited" if status == 429 else "service_unavailable"
+            resp = SlackResponse(
+                client=None,
+                http_verb="POST",
+                api_url=method,
+                req_args={},
+                data={"ok": False, "error": error},
+                headers={header: "17"},
+                status_code=status,
+            )
+            raise SlackApiError(error, resp)
+
+    waits: list[float] = []
+    sink = SlackSink(
+        Client(),  # type: ignore[arg-type]
+        Store(":memory:"),
+        CHANNEL,
+        lambda w: None,  # type: ignore[arg-type,return-value]
+        wait=lambda s: waits.append(s) or False,  # type: ignore[func-returns-value]
+        max_rate_limit_waits=1,
+    )
+    with pytest.raises(SinkRetryableError) as err:
+        sink.post(Rendered("x", []), "id", "t", None, on_definite_failure=lambda: None)
+    assert waits == ([17] if status == 429 else [])  # a 429 is waited out in the pass (once here)
+    assert err.value.retry_after == 17  # and the sink worker waits at least that long before the next

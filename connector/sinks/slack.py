@@ -441,6 +441,10 @@ class SlackSink:
                 a = _Answer.of(e)
                 if a.status == 429 or a.error in RATE_LIMITED:
                     wait = a.retry_after if a.retry_after is not None else 1.0
+                    if attempt == self._max_waits:  # no point waiting for an attempt never made
+                        raise SinkRetryableError(
+                            f"Slack {method}: still rate limited after {attempt} waits", retry_after=wait
+                        ) from None
                     log.info("Slack rate limit on %s: waiting %.0fs as Retry-After asks", method, wait)
                     if self._wait(wait):
                         raise Interrupted("shutdown during a Slack rate-limit wait") from None
@@ -460,7 +464,7 @@ class SlackSink:
                 if unknown:
                     raise _Unknown(type(e).__name__) from None
                 raise SinkRetryableError(f"Slack {method}: {type(e).__name__}") from None
-        raise SinkRetryableError(f"Slack {method}: still rate limited after {self._max_waits} waits")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def find(self, ident: str, thread_ts: str | None, max_pages: int = 10) -> str | None:
         """Look for a message we may have posted (its metadata carries ``ident``)."""
