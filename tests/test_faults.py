@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -488,3 +488,15 @@ def test_retry_after_is_read_on_429_and_503_whatever_the_header_case(status: int
         sink.post(Rendered("x", []), "id", "t", None, on_definite_failure=lambda: None)
     assert waits == ([17] if status == 429 else [])  # a 429 is waited out in the pass (once here)
     assert err.value.retry_after == 17  # and the sink worker waits at least that long before the next
+
+
+def test_first_run_digest_whose_response_is_lost_is_posted_once(tmp_path: Path) -> None:
+    with Drill(tmp_path, first_run="digest") as d:
+        for _ in range(4):
+            d.create(start_in=timedelta(hours=3))
+        d.poll()
+        d.slack.inject("chat.postMessage", "lost_response")
+        d.deliver()
+        d.drain()
+        digests = [p for p in d.parents() if (p.metadata or {}).get("event_type") == "itsm_digest"]
+        assert len(digests) == 1 and len(d.parents()) == 1  # no flood, no second digest
