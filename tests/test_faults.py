@@ -13,6 +13,7 @@ end; ``python -m bench.fault_table`` prints the same table on its own.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -500,3 +501,38 @@ def test_first_run_digest_whose_response_is_lost_is_posted_once(tmp_path: Path) 
         d.drain()
         digests = [p for p in d.parents() if (p.metadata or {}).get("event_type") == "itsm_digest"]
         assert len(digests) == 1 and len(d.parents()) == 1  # no flood, no second digest
+
+
+def test_after_a_restart_stale_parents_are_fixed_a_few_at_a_time(tmp_path: Path) -> None:
+    """A crash between a reply and its parent's update leaves the parent showing an old state;
+    the first passes after a start check every parent, but edit at most SWEEP_UPDATES per pass,
+    after the pass's own work, so new events never wait behind a sweep."""
+    from connector.app import build_app
+    from connector.sinks.slack import SWEEP_UPDATES
+
+    with Drill(tmp_path) as d:
+        for _ in range(SWEEP_UPDATES + 5):
+            d.create()
+        d.poll()
+        d.drain()
+        db = sqlite3.connect(d.settings.state.path)
+        db.execute("UPDATE messages SET rendered = 'as if the update never happened'")
+        db.commit()
+        db.close()
+        d.app.close()  # "restart"
+        d.app = build_app(
+            d.settings, clock=d.time.clock, monotonic=d.time.monotonic, stop=d.stop, wait=d.time.wait
+        )
+        d.create()
+        d.poll()
+        d.slack.reset_calls()
+        d.deliver()
+        calls = [c.method for c in d.slack.calls]
+        assert calls[:2] == ["chat.postMessage", "chat.postMessage"]  # the new window first
+        assert calls.count("chat.update") == SWEEP_UPDATES
+        d.slack.reset_calls()
+        d.deliver()
+        assert [c.method for c in d.slack.calls] == ["chat.update"] * 5
+        d.slack.reset_calls()
+        d.deliver()
+        assert d.slack.calls == []  # all fixed: nothing left to check or edit

@@ -78,6 +78,11 @@ TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_ti
 RATE_LIMITED = {"ratelimited", "rate_limited"}
 NOT_JSON = "not_json"  # slack_sdk: "Received a response in a non-JSON format" (a proxy's HTML page)
 
+#: chat.update calls per pass for parents found stale outside the pass's own windows (after a
+#: restart every parent is checked; after an upgrade that renders differently, many may differ):
+#: a sweep never holds back new events, and stays well inside chat.update's ~50/min.
+SWEEP_UPDATES = 20
+
 PARENT_TYPE = "itsm_window"
 EVENT_TYPE = "itsm_event"
 
@@ -214,7 +219,14 @@ class SlackSink:
             for d in open_:
                 self._check_stop()
                 self._post_reply(d, now, report)
-            for key in [*keys, *sorted(self._stale - set(keys))]:
+            for key in keys:
+                self._check_stop()
+                self._refresh_parent(key, now, report)
+                self._stale.discard(key)
+            budget = report.updated + SWEEP_UPDATES
+            for key in sorted(self._stale):
+                if report.updated >= budget:
+                    break  # the rest in the next passes
                 self._check_stop()
                 self._refresh_parent(key, now, report)
                 self._stale.discard(key)
