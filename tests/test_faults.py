@@ -58,9 +58,11 @@ ROWS: list[Row] = []
 def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if ROWS and reporter is not None and request.config.get_verbosity() > 0:
-        reporter.write_sep("-", "fault table (python -m bench.fault_table)")
-        reporter.write_line(format_table(ROWS))
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if ROWS and reporter is not None and capture is not None and request.config.get_verbosity() > 0:
+        with capture.global_and_fixture_disabled():
+            reporter.write_sep("-", "fault table (python -m bench.fault_table)")
+            reporter.write_line(format_table(ROWS))
 
 
 def _blocks(blocks: list[dict[str, object]]) -> list[dict[str, object]]:
