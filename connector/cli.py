@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -25,6 +26,8 @@ from connector.errors import ConfigError, SinkError, SourceError
 from connector.logs import register_secret, setup_logging
 
 log = logging.getLogger("connector")
+#: seconds from SIGTERM to exit, however long the current request hangs (systemd's limit is 15)
+STOP_DEADLINE = 9.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,6 +149,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()  # logged by the loop, not here: a handler must not take the logging lock
+        # A request that hangs cannot be interrupted; every step commits atomically (a kill at any
+        # instant loses nothing, tests/test_crash.py), so past the deadline exiting is safe.
+        deadline = threading.Timer(STOP_DEADLINE, os._exit, args=(0,))
+        deadline.daemon = True
+        deadline.start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

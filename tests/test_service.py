@@ -203,9 +203,7 @@ def seed(snow: ServiceNowSimulator, now: datetime, n: int = 3) -> None:
         )
     snow.put_record(
         "change_request",
-        make_change(
-            "CHG0070099", short_description="No dates", start=None, end=None, sys_updated_on=updated
-        ),
+        make_change("CHG0070099", short_description="No dates", start=None, end=None, sys_updated_on=updated),
     )
 
 
@@ -308,10 +306,12 @@ def test_metrics_health_and_logs_while_servicenow_goes_down_and_returns(
         wait_for("/healthz 200", lambda: _answers(port) == 200)
         samples = wait_for(
             "every window posted and a few polls",
-            lambda: (s := scrape(port))
-            and metric(s, "deliveries_total", sink="slack", result="posted") >= 6
-            and metric(s, "polls_total", source="servicenow", result="ok") >= 3
-            and s,
+            lambda: (
+                (s := scrape(port))
+                and metric(s, "deliveries_total", sink="slack", result="posted") >= 6
+                and metric(s, "polls_total", source="servicenow", result="ok") >= 3
+                and s
+            ),
         )
         assert metric(samples, "tickets_fetched_total", source="servicenow") == 4
         assert metric(samples, "events_total", kind="announced") == 3
@@ -502,3 +502,22 @@ def test_a_taken_health_port_is_one_plain_error(
     wait_for("stderr to be read", lambda: service.logged("cannot listen"))
     assert service.logged(f"ERROR connector: cannot listen on health.listen 127.0.0.1:{port}: ")
     assert "Traceback" not in service.log()
+
+
+def test_sigterm_during_a_hung_request_exits_within_ten_seconds(
+    tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
+) -> None:
+    snow, slack = sims
+    seed(snow, datetime.now(timezone.utc), n=2)
+    service = start(write_config(tmp_path, snow, slack))  # servicenow.timeout is 30 s
+    try:
+        wait_for("the first sync to be posted", lambda: len(slack.parents(CHANNEL)) == 2)
+        snow.inject("slow", delay=25.0)  # the next request hangs far past the stop deadline
+        wait_for("the daemon to be inside the hung request", lambda: snow.pending_faults() == 0 or None, 10)
+        stopped_at = time.monotonic()
+        service.proc.send_signal(signal.SIGTERM)
+        service.proc.wait(12)
+        assert time.monotonic() - stopped_at < 10.0
+    finally:
+        service.stop()
+    assert len(slack.parents(CHANNEL)) == 2  # nothing doubled or lost by the hard stop

@@ -327,6 +327,11 @@ class ServiceNowSimulator:
         with self._log_lock:
             self.requests.append(entry)
 
+    def pending_faults(self) -> int:
+        """Injected faults not yet served (a fault is taken when its request arrives)."""
+        with self._lock:
+            return sum(f.count for f in self._faults)
+
     def _take_fault(self, target: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
