@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Literal, Protocol
 
@@ -28,6 +28,18 @@ from connector.source.query import Cursor, next_cursor
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+
+
+_FOREVER = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _next_moment(w: MaintenanceWindow, now: datetime, reminder_leads: Sequence[int]) -> datetime | None:
+    """The first moment after ``now`` at which time alone can change what is told about ``w``: its
+    planned start or end (see ``phase_at``), or a reminder that many minutes before the start."""
+    moments = [w.planned_start, w.planned_end]
+    if w.planned_start is not None:
+        moments += [w.planned_start - timedelta(minutes=m) for m in reminder_leads]
+    return min((m for m in moments if m is not None and m > now), default=None)
 
 
 class _Stored(Enum):
@@ -102,6 +114,9 @@ class Syncer:
         self._targets_for = targets_for or (lambda w: self.targets)
         self._reminder_minutes = reminder_minutes
         self.on_event = on_event or (lambda e: None)  # e.g. the events-by-kind metric
+        # The tick reads every open window only when one may have reached a start, end or reminder
+        # time: until then nothing can change by time alone. None: not known yet (read them all).
+        self._quiet_until: datetime | None = None
 
     # -- incremental poll -------------------------------------------------------------------------
     def poll(self, now: datetime, progress: Callable[[], None] = lambda: None) -> PollResult:
@@ -194,6 +209,7 @@ class Syncer:
         if tracked is not None and (prev is None or tracked != prev):
             self.store.save_tracked(tracked)
             res.changed += 1
+            self._wake_tick_at(tracked, now)
         if tracked is not None and tracked.announced:
             self._route(tracked, events, now, silent=silent)
         for e in events:
@@ -251,13 +267,9 @@ class Syncer:
             return PollResult()
         rows = self.source.fetch_task_cis(updated_since=cursor)
         last = max((c for _, _, c in rows), default=None)
-        touched = {task for task, _, _ in rows}
-        open_ = (
-            {t.window.sys_id: t for t in self.store.tracked(open_only=True, source=self.name)}
-            if touched
-            else {}
-        )
-        affected = [open_[t] for t in touched if t in open_]
+        touched = sorted({task for task, _, _ in rows})
+        stored = (self.store.get_tracked((self.name, task)) for task in touched)  # not every open window
+        affected = [t for t in stored if t is not None and t.phase not in TERMINAL_PHASES]
         res = PollResult()
         if affected:
             res = self._refresh_cis(affected, now)
@@ -277,13 +289,29 @@ class Syncer:
     # -- time-driven events -------------------------------------------------------------------------
     def tick(self, now: datetime) -> PollResult:
         res = PollResult()
-        reminders = any(self._reminder_minutes(target) for target in self.targets)
+        if self._quiet_until is not None and now < self._quiet_until:
+            return res  # no open window starts, ends or is due a reminder before then
+        leads = self._reminder_leads()
+        quiet_until = _FOREVER
         with self.store.transaction():
             for t in self.store.tracked(open_only=True, source=self.name):
                 self._reconcile(t.window.key, t.window, now, into=res, prev=t)
-                if reminders:
+                if leads:
                     res.events += self._remind(t, now)
+                quiet_until = min(quiet_until, _next_moment(t.window, now, leads) or _FOREVER)
+        self._quiet_until = quiet_until
         return res
+
+    def _reminder_leads(self) -> list[int]:
+        return sorted({m for target in self.targets if (m := self._reminder_minutes(target))})
+
+    def _wake_tick_at(self, t: Tracked, now: datetime) -> None:
+        """A window was saved: the tick must not sleep past its next start, end or reminder time."""
+        if self._quiet_until is None or t.phase in TERMINAL_PHASES:
+            return
+        moment = _next_moment(t.window, now, self._reminder_leads())
+        if moment is not None and moment < self._quiet_until:
+            self._quiet_until = moment
 
     def _remind(self, t: Tracked, now: datetime) -> int:
         """A reminder in the thread N minutes before the planned start, in channels that want one."""
