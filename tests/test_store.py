@@ -266,6 +266,12 @@ def test_tracked_lists_open_windows_per_source(store: Store) -> None:
     assert store.tracked(source="flow") == [rows["elsewhere"]]
 
 
+def test_phase_counts_are_counted_by_sqlite(store: Store) -> None:
+    for sys_id, phase in [("s1", Phase.SCHEDULED), ("s2", Phase.SCHEDULED), ("s3", Phase.COMPLETED)]:
+        store.save_tracked(Tracked(window(sys_id), phase))
+    assert store.phase_counts() == {"scheduled": 2, "completed": 1}
+
+
 # -- cursor ------------------------------------------------------------------------------------------
 
 
