@@ -1,6 +1,6 @@
 """The connector side of the process-separated benchmarks: ``python -m bench.child SCENARIO ARGS``.
 
-Runs in a fresh interpreter, so its CPU time and ``ru_maxrss`` are the connector's alone (the
+Runs in a fresh interpreter, so its CPU time and peak RSS (VmHWM) are the connector's alone (the
 simulators run in the parent, which this process drives through :class:`bench.harness.Parent`).
 Scenarios: ``baseline`` (imports only), ``idle`` (cost of an idle poll and of a full refresh),
 ``catchup`` (first sync against a bare ``requests`` loop over the same pages), ``steady`` (RSS after
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import Parent, build, median, peak_rss_mb, rss_mb, settings_data, setup_logs
+from bench.common import Parent, build, maxrss_mb, median, peak_rss_mb, rss_mb, settings_data, setup_logs
 
 # What the daemon imports before it does anything: the baseline of every memory figure.
 import connector.app  # noqa: F401  isort: skip
@@ -142,7 +142,7 @@ def catchup(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
     with profiled(args, "catchup"):
         app.daemon.poll()
     sync_s = time.perf_counter() - w0
-    peak, rss = peak_rss_mb(), rss_mb()
+    peak, rss, maxrss = peak_rss_mb(), rss_mb(), maxrss_mb()
     windows = len(app.store.tracked())
     app.close()
     sent = parent.call("requests")
@@ -172,6 +172,7 @@ def catchup(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
         # where the sync's wall time went: waiting for (and parsing) each table's answers, the rest
         "breakdown_s": {**spent, "rest": sync_s - sum(spent.values())},
         "peak_rss_mb": peak,
+        "ru_maxrss_mb": maxrss,
         "rss_after_mb": rss,
         "baseline_peak_rss_mb": BASELINE_PEAK,
     }

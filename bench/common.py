@@ -74,16 +74,31 @@ class Parent:
 
 
 # -- numbers --------------------------------------------------------------------------------------------
-def rss_mb() -> float:
-    """Resident set size now (VmRSS), in MB."""
+def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def rss_mb() -> float:
+    """Resident set size now (VmRSS), in MB."""
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (``ru_maxrss``, KiB on Linux), in MB."""
+    """Peak resident set size of this process's address space so far (VmHWM), in MB.
+
+    Not ``ru_maxrss``: Linux carries the *parent's* high-water mark across fork + exec into the
+    child's ``ru_maxrss`` (exec folds the replaced address space into it), so a child started by a
+    parent holding 10,000 seeded records would report the parent's size. VmHWM belongs to the
+    child's own address space. ``maxrss_mb`` gives ``ru_maxrss`` for comparison.
+    """
+    return _status_mb("VmHWM")
+
+
+def maxrss_mb() -> float:
+    """``resource.getrusage(RUSAGE_SELF).ru_maxrss`` in MB (see :func:`peak_rss_mb`)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
