@@ -181,10 +181,13 @@ def catchup(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
 def steady(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
     """Many poll cycles with small changes (a normal day, compressed); RSS along the way."""
     app = _app(args, slack__post_interval=0)
+    startup = {"imports": BASELINE_RSS, "app built": rss_mb()}
     d = app.daemon
     d.poll()
+    startup["first sync"] = rss_mb()
     d.tick()
     app.deliver_slack(utc_now())
+    startup["first delivery pass"] = rss_mb()
     samples: list[tuple[int, float]] = [(0, rss_mb())]
     cpu: list[float] = []
     for cycle in range(1, args["cycles"] + 1):
@@ -209,6 +212,7 @@ def steady(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
         "rss_mb": rss_mb(),
         "peak_rss_mb": peak_rss_mb(),
         "baseline_rss_mb": BASELINE_RSS,
+        "startup_rss_mb": startup,
         "samples": samples,
         "cycle_cpu_ms_median": median(cpu),
         "open_windows": len(app.store.tracked(open_only=True)),
