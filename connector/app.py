@@ -169,10 +169,7 @@ class App:
     def update_gauges(self, now: datetime) -> None:
         depth, age = self.store.outbox_stats(now)
         self.metrics.set_outbox(depth, age)
-        counts: dict[str, int] = {}
-        for t in self.store.tracked():
-            counts[t.phase.value] = counts.get(t.phase.value, 0) + 1
-        self.metrics.set_windows(counts)
+        self.metrics.set_windows(self.store.phase_counts())  # counted by SQLite: no window decoded
         self.metrics.set_problems(len(self.store.problems()))
 
     def health_snapshot(self) -> HealthSnapshot:
