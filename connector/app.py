@@ -301,6 +301,12 @@ def build_app(
     def on_event(e: Event) -> None:
         metrics.event(e.kind.value)
 
+    touched: list[Callable[[tuple[str, str]], None]] = []  # App.touch, once the app exists
+
+    def touch(key: tuple[str, str]) -> None:
+        for t in touched:
+            t(key)
+
     sources = [_source(sn) for sn in settings.all_sources]
     syncers = [
         Syncer(
@@ -314,6 +320,7 @@ def build_app(
             targets=targets,
             first_run=sl.first_run,
             on_event=on_event,
+            on_quiet_change=lambda key: touch(key),
             targets_for=targets_for,
             reminder_minutes=reminder_minutes,
         )
@@ -367,6 +374,7 @@ def build_app(
     app = App(
         settings, store, daemon, default_sink, default_digest, metrics, sources=sources, channels=channels
     )
+    touched.append(app.touch)
     for channel in channels:
         daemon.sinks.append(
             SinkWorker(

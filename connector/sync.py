@@ -99,6 +99,7 @@ class Syncer:
         on_event: Callable[[Event], None] | None = None,
         targets_for: Callable[[MaintenanceWindow], Sequence[str]] | None = None,
         reminder_minutes: Callable[[str], int | None] = lambda target: None,
+        on_quiet_change: Callable[[tuple[str, str]], None] = lambda key: None,
     ) -> None:
         self.source = source
         self.store = store
@@ -114,6 +115,9 @@ class Syncer:
         self._targets_for = targets_for or (lambda w: self.targets)
         self._reminder_minutes = reminder_minutes
         self.on_event = on_event or (lambda e: None)  # e.g. the events-by-kind metric
+        # an announced window changed with no event (title, description, group...): its messages
+        # must still be brought up to date
+        self.on_quiet_change = on_quiet_change
         # The tick reads every open window only when one may have reached a start, end or reminder
         # time: until then nothing can change by time alone. None: not known yet (read them all).
         self._quiet_until: datetime | None = None
@@ -210,6 +214,8 @@ class Syncer:
             self.store.save_tracked(tracked)
             res.changed += 1
             self._wake_tick_at(tracked, now)
+            if tracked.announced and not events:
+                self.on_quiet_change(key)
         if tracked is not None and tracked.announced:
             self._route(tracked, events, now, silent=silent)
         for e in events:

@@ -174,3 +174,24 @@ def test_first_run_digest_then_normal_operation(tmp_path: Path) -> None:
         assert len(parents) == 2 and len(parents[1].replies) == 1
         assert "CHG0050000" in parents[1].text + str(parents[1].blocks)
         app.close()
+
+
+def test_an_edit_without_an_event_still_updates_the_parent(
+    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, App],
+) -> None:
+    snow, slack, clock, app = env
+    rec = snow.put_record(
+        "change_request",
+        make_change(
+            "CHG0040009",
+            short_description="Old title",
+            start=T0 + timedelta(hours=5),
+            end=T0 + timedelta(hours=6),
+        ),
+    )
+    cycle(app, clock, timedelta(0))
+    snow.update_record("change_request", rec["sys_id"], short_description="New title & more")
+    cycle(app, clock, timedelta(minutes=1))
+    parent = slack.parents(CHANNEL)[0]
+    assert "New title" in str(parent.blocks) and parent.edited >= 1
+    assert len(parent.replies) == 1  # not an event: no thread reply
