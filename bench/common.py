@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from connector.simulators.slack import DEFAULT_TOKEN
+
 CHANNEL = "C0MAINT01"
-TOKEN = "xoxb-test-token"
+TOKEN = DEFAULT_TOKEN  # the simulator's fake token
 USER, PASSWORD = "admin", "secret"
 
 

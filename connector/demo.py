@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from connector.app import App, build_app
 from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
-from connector.simulators.slack import SlackSimulator
+from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
 
 CHANNEL = "C0MAINT01"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # 21:00 KST
@@ -47,7 +47,7 @@ def _settings(
                 "page_size": 50,
             },
             "slack": {
-                "token": "xoxb-test-token",
+                "token": DEFAULT_TOKEN,
                 "channel": CHANNEL,
                 "base_url": slack.base_url,
                 "locale": locale,

@@ -34,11 +34,11 @@ from connector.app import App, build_app
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.simulators.servicenow import ServiceNowSimulator, format_snow_datetime, make_change
-from connector.simulators.slack import SimMessage, SlackSimulator
+from connector.simulators.slack import DEFAULT_TOKEN, SimMessage, SlackSimulator
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 CHANNEL = "C0MAINT01"
-TOKEN = "xoxb-drill-token-0123456789"
+TOKEN = DEFAULT_TOKEN  # the Slack simulator's fake token
 USER, PASSWORD = "drill", "drill-password-0123456789"
 
 

@@ -95,6 +95,10 @@ def _decode_params(query: str, body: bytes, content_type: str) -> Params:
     return params
 
 
+#: The bot token the simulator accepts by default: a fake, valid only against this simulator.
+DEFAULT_TOKEN = "xoxb-test-token"
+
+
 class SlackSimulator:
     """Loopback Slack: ``with SlackSimulator() as sim: WebClient(token=..., base_url=sim.base_url)``.
 
@@ -106,7 +110,7 @@ class SlackSimulator:
     def __init__(
         self,
         *,
-        tokens: Iterable[str] = ("xoxb-test-token",),
+        tokens: Iterable[str] = (DEFAULT_TOKEN,),
         clock: Callable[[], float] | None = None,
         post_rate_per_channel: float | None = None,
         host: str = "127.0.0.1",
