@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from icalendar import Calendar, Event
-
 from connector.domain.reconcile import Tracked
 from connector.domain.window import Phase
 
@@ -28,6 +26,10 @@ def render_calendar(
 ) -> bytes:
     """``windows``: each tracked window with its sequence number. Windows without planned times,
     never announced, or finished more than ``keep_finished`` ago are left out."""
+    # Imported here, not at the top: icalendar adds ~3 MB to every daemon, and only the ones that
+    # serve /calendar.ics (or run ``itsm-connector calendar``) ever render a feed.
+    from icalendar import Calendar, Event
+
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
