@@ -8,16 +8,24 @@ Three jobs, each one short transaction per page so a crash loses nothing and rep
   may not touch the change's ``sys_updated_on``) and membership (deleted or out of the filter).
 
 Delivery is not done here: events go to the outbox and the sinks drain it on their own schedule.
+
+The poll reads ahead: a thread (:class:`_Ahead`) fetches and normalizes the next pages, and asks
+``task_ci`` about the not-finished tickets of several pages at once, while this thread reconciles and
+commits the pages already read, in order. That thread never touches the store; the source is used by
+one thread at a time (the reader during the page loop, this thread before and after it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Literal, Protocol
+from types import TracebackType
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from connector.domain.events import ENTERED, Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
@@ -29,6 +37,15 @@ from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 
+#: A page's tickets wait for their ``task_ci`` rows until this many not-finished tickets (the source's
+#: ``IN`` chunk) or this many pages are waiting, then one question covers them all: a first sync reads
+#: mostly finished history, a few open tickets per page.
+CI_BATCH_IDS = 100
+CI_BATCH_PAGES = 4
+#: Pages read ahead of the one being committed (each a few MB of decoded records, so: few).
+READ_AHEAD_PAGES = 4
+#: While waiting for the reader longer than this, ``progress`` is called if it read something since.
+_WAIT_BEAT = 1.0
 
 _FOREVER = datetime.max.replace(tzinfo=timezone.utc)
 
@@ -44,6 +61,120 @@ def _next_moment(w: MaintenanceWindow, now: datetime, reminder_leads: Sequence[i
 
 class _Stored(Enum):
     LOOK_UP = "read the stored state"  # a window's stored state is read where it is needed
+
+
+Normalized = MaintenanceWindow | list[Problem]
+
+
+@dataclass
+class _Page:
+    """A fetched page, normalized, with the cursor to commit with it and the ``task_ci`` CIs of its
+    not-finished tickets (the others keep the CIs they were last shown with)."""
+
+    records: list[tuple[Mapping[str, Any], Normalized]]
+    cursor: Cursor | None
+    cis: dict[str, list[str]]
+
+
+_Waiting = tuple[list[tuple[Mapping[str, Any], Normalized]], Cursor | None, list[str]]
+"""A page waiting for its CIs: its records, its cursor, its not-finished tickets."""
+
+T = TypeVar("T")
+
+
+class _Ahead(Generic[T]):
+    """Runs ``produce`` in a thread, at most ``depth`` items ahead of the one iterating over this.
+
+    Items come out in order; an exception raised by ``produce`` comes out, the same object, after
+    the items made before it. Leaving the ``with`` block (at the end, on an exception, on a shutdown)
+    stops the thread at its next item and joins it: a request in flight is let finish (it has its
+    timeout), nothing after it is sent. ``produce`` calls ``busy()`` when it has done something
+    (read a page): a consumer waiting longer than ``_WAIT_BEAT`` then calls ``on_wait`` (the
+    daemon's watchdog heartbeat stays alive while pages are read, and stops if reading hangs)."""
+
+    def __init__(
+        self,
+        produce: Callable[[_Ahead[T]], Iterator[T]],
+        *,
+        depth: int,
+        on_wait: Callable[[], None] = lambda: None,
+        name: str = "read-ahead",
+    ) -> None:
+        self._produce = produce
+        self._queue: queue.Queue[tuple[Literal["item", "end", "error"], Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._busy = threading.Event()
+        self._on_wait = on_wait
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> _Ahead[T]:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def busy(self) -> None:
+        self._busy.set()
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            kind, value = self._get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self) -> None:
+        """Stop the thread and wait for it. After one drain it can put at most one more item (it
+        checks ``_stop`` after every put), which fits: the queue was just emptied."""
+        self._stop.set()
+        self._drain()
+        if self._thread.ident is not None:
+            self._thread.join()
+        self._drain()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _get(self) -> tuple[Literal["item", "end", "error"], Any]:
+        while True:
+            try:
+                return self._queue.get(timeout=_WAIT_BEAT)
+            except queue.Empty:
+                if self._busy.is_set():
+                    self._busy.clear()
+                    self._on_wait()
+
+    def _put(self, kind: Literal["item", "end", "error"], value: Any) -> bool:
+        self._queue.put((kind, value))
+        return not self._stop.is_set()
+
+    def _run(self) -> None:
+        items: Iterator[T] | None = None
+        try:
+            items = self._produce(self)
+            for item in items:
+                if not self._put("item", item):
+                    return
+            self._put("end", None)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put("error", e)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator stopped early runs its cleanup here, in its own thread
 
 
 class ChangeSource(Protocol):
@@ -124,25 +255,24 @@ class Syncer:
 
     # -- incremental poll -------------------------------------------------------------------------
     def poll(self, now: datetime, progress: Callable[[], None] = lambda: None) -> PollResult:
-        """``progress`` is called after each committed page (the daemon's watchdog heartbeat)."""
+        """``progress`` is called after each committed page (the daemon's watchdog heartbeat), and
+        while waiting for a page that is being read."""
         result = PollResult(first_sync=self.store.meta_get(f"initial_sync_done:{self.name}") is None)
         silent = result.first_sync and self.first_run != "announce"
         cursor = self.store.cursor(self.name)
-        for records, page_cursor in self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now):
-            page = [(raw, self._normalize(raw)) for raw in records]
-            # A finished ticket's CIs are never shown again: ask task_ci only about the others (on a
-            # first sync, most of the history is finished).
-            wanted = [
-                w.sys_id
-                for _, w in page
-                if isinstance(w, MaintenanceWindow) and phase_at(w, now) not in TERMINAL_PHASES
-            ]
-            cis = self._task_cis(wanted) if wanted else {}
-            with self.store.transaction():
-                for raw, normalized in page:
-                    result.add(self._apply(raw, cis, now, silent=silent, normalized=normalized))
-                self.store.set_cursor(self.name, page_cursor)
-            progress()
+        read = _Ahead[_Page](
+            lambda ahead: self._read_pages(cursor, now, ahead),
+            depth=READ_AHEAD_PAGES,
+            on_wait=progress,
+            name=f"poll-{self.name}",
+        )
+        with read:
+            for page in read:
+                with self.store.transaction():
+                    for raw, normalized in page.records:
+                        result.add(self._apply(raw, page.cis, now, silent=silent, normalized=normalized))
+                    self.store.set_cursor(self.name, page.cursor)
+                progress()
         if result.first_sync:
             with self.store.transaction():
                 self.store.meta_set(f"initial_sync_done:{self.name}", now.isoformat())
@@ -152,7 +282,55 @@ class Syncer:
         result.add(self._poll_task_cis(now))
         return result
 
-    def _normalize(self, raw: Mapping[str, Any]) -> MaintenanceWindow | list[Problem]:
+    def _read_pages(self, cursor: Cursor | None, now: datetime, ahead: _Ahead[_Page]) -> Iterator[_Page]:
+        """The reader's side of :meth:`poll` (its own thread: the source and pure functions only).
+
+        A finished ticket's CIs are never shown again: ``task_ci`` is asked only about the others (on
+        a first sync, most of the history is finished), for several pages at once (``CI_BATCH_*``)."""
+        waiting: list[_Waiting] = []
+        asked = 0
+        pages = iter(self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now))
+        while True:
+            try:
+                records, page_cursor = next(pages)
+            except StopIteration:
+                break
+            except Exception:  # the pages read before it are still committed, then it is raised
+                try:
+                    yield from self._with_cis(waiting, ahead)
+                except Exception:
+                    log.debug("CIs of the pages before a failed page: not read either", exc_info=True)
+                raise
+            ahead.busy()
+            if ahead.stopped:
+                return
+            page: list[tuple[Mapping[str, Any], Normalized]] = [(r, self._normalize(r)) for r in records]
+            wanted = [
+                w.sys_id
+                for _, w in page
+                if isinstance(w, MaintenanceWindow) and phase_at(w, now) not in TERMINAL_PHASES
+            ]
+            waiting.append((page, page_cursor, wanted))
+            asked += len(wanted)
+            if asked >= CI_BATCH_IDS or len(waiting) >= CI_BATCH_PAGES:
+                yield from self._with_cis(waiting, ahead)
+                waiting, asked = [], 0
+        yield from self._with_cis(waiting, ahead)
+
+    def _with_cis(
+        self,
+        waiting: list[_Waiting],
+        ahead: _Ahead[_Page],
+    ) -> Iterator[_Page]:
+        if ahead.stopped:
+            return
+        ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
+        cis = self._task_cis(ids) if ids else {}
+        ahead.busy()
+        for records, page_cursor, wanted in waiting:
+            yield _Page(records, page_cursor, {t: cis[t] for t in wanted if t in cis})
+
+    def _normalize(self, raw: Mapping[str, Any]) -> Normalized:
         return normalize_change(
             raw, source=self.name, mapping=self.mapping, base_url=self.base_url, table=self.table
         )
