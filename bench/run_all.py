@@ -147,9 +147,14 @@ def rows(r: dict[str, Any]) -> list[Row]:
         )
         add("  sync / bare loop (median s)", "—", f"{c['sync_s']:.2f} / {c['bare_s']:.2f}")
         add(
-            "  sync spent: change pages / task_ci / the rest (s)",
+            "  requests (reader thread): change pages / task_ci (s)",
             "—",
-            f"{b.get('change_request', 0):.2f} / {b.get('task_ci', 0):.2f} / {b.get('rest', 0):.2f}",
+            f"{b.get('change_request', 0):.2f} / {b.get('task_ci', 0):.2f}",
+        )
+        add(
+            "  poll thread, overlapping them: committing / waiting for pages (s)",
+            "—",
+            f"{b.get('committing', 0):.2f} / {b.get('waiting', 0):.2f}",
         )
         add(
             "Peak RSS during that sync (VmHWM of the child)",
