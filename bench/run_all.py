@@ -187,15 +187,15 @@ def rows(r: dict[str, Any]) -> list[Row]:
             bu["parents_ratio"] <= 1.15 and bu["lost"] == 0 and bu["doubled"] == 0,
         )
         add(
-            "  everything delivered (parent + announced reply) ÷ 100 s",
+            "  everything delivered (outbox empty) ÷ 100 s",
             "≤ 1.15",
             f"{bu['all_ratio']:.2f}",
             bu["all_ratio"] <= 1.15,
         )
         add(
-            "  lost / doubled / HTTP 429",
-            "0 / 0 / —",
-            f"{bu['lost']} / {bu['doubled']} / {bu['rate_limited']}",
+            "  lost / doubled / HTTP 429 / posts / thread replies",
+            "0 / 0 / — / — / —",
+            f"{bu['lost']} / {bu['doubled']} / {bu['rate_limited']} / {bu['posts']} / {bu['replies']}",
             bu["lost"] == 0 and bu["doubled"] == 0,
         )
     if "steady" in r:

@@ -359,7 +359,9 @@ def build_app(
     for channel in settings.all_channels:
         pacer = Pacer(sl.post_interval, monotonic or time.monotonic, wait)
         context = render_context(settings, store, channel)
-        sink = SlackSink(client, store, channel, context, pace=pacer, wait=wait)
+        sink = SlackSink(
+            client, store, channel, context, pace=pacer, wait=wait, announce_in_thread=sl.announce_in_thread
+        )
         cs = sl.channel_settings(channel)
         digest = DigestPoster(
             sink,

@@ -84,6 +84,9 @@ class SlackSettings(_Strict):
     post_interval: float = Field(1.1, ge=0)
     timeout: float = Field(15.0, gt=0)
     overrun_mention: str | None = None
+    # The parent message is the announcement; true also posts an "announced" reply in its thread
+    # (one more post per new window at Slack's ~1 post/s per channel).
+    announce_in_thread: bool = False
     channels: list[ChannelSettings] = Field(default_factory=list)
 
     @field_validator("timezone")

@@ -157,7 +157,7 @@ def _timeline(snow: ServiceNowSimulator, cis: dict[str, str], step: Callable[...
 
     step(
         timedelta(minutes=1),
-        "three new changes → three parent messages, each announced in its thread",
+        "three new changes → three parent messages, each one the window's announcement",
         create,
     )
     step(

@@ -1,8 +1,10 @@
 """End to end: the real pipeline (pysnow → store → slack_sdk) over loopback HTTP to both simulators.
 
 The clock is injected; nothing sleeps. This is issue 2's acceptance: a change goes
-announce → reschedule → start → complete with exactly one parent message and exactly one thread
-reply per event, times right in Asia/Seoul.
+announce → reschedule → start → complete with exactly one parent message and every event told once
+in its thread, times right in Asia/Seoul. The parent message is the announcement (the root of the
+thread); each later event is one reply. With ``slack.announce_in_thread`` the announcement is also a
+reply, as first built.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, Clock, App]]:
+@pytest.fixture(params=[False], ids=["parent-announces"])
+def env(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, Clock, App]]:
     clock = Clock()
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         settings = Settings.model_validate(
@@ -52,6 +56,7 @@ def env(tmp_path: Path) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, C
                     "timezone": "Asia/Seoul",
                     "post_interval": 0,
                     "first_run": "announce",
+                    "announce_in_thread": request.param,
                 },
                 "state": {"path": tmp_path / "state.db"},
             }
@@ -66,6 +71,15 @@ def cycle(app: App, clock: Clock, at: timedelta) -> None:
     app.daemon.poll()
     app.daemon.tick()
     app.deliver_slack(clock.now)
+
+
+def _delivered(app: App) -> list[tuple[str, str]]:
+    """(event kind, Slack ts) of every delivered event, in order."""
+    rows = app.store._q(
+        "SELECT e.kind, d.ts FROM deliveries d JOIN events e ON e.id=d.event_id "
+        "WHERE d.state='done' ORDER BY e.id"
+    )
+    return [(str(k), str(t)) for k, t in rows]
 
 
 def mrkdwn(node: object) -> str:
@@ -83,10 +97,13 @@ def sn(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
+@pytest.mark.parametrize("env", [False, True], ids=["parent-announces", "announce-in-thread"], indirect=True)
 def test_change_lifecycle_one_parent_one_reply_per_event(
     env: tuple[ServiceNowSimulator, SlackSimulator, Clock, App],
 ) -> None:
     snow, slack, clock, app = env
+    in_thread = app.settings.slack.announce_in_thread
+    told = ["announced"] if in_thread else []  # what the thread says beyond the parent
     ci = snow.put_record("cmdb_ci", {"name": "db01"})
     ci2 = snow.put_record("cmdb_ci", {"name": "db02"})
     # 02:00–04:00 KST on the 27th
@@ -104,8 +121,11 @@ def test_change_lifecycle_one_parent_one_reply_per_event(
     cycle(app, clock, timedelta(0))
     cycle(app, clock, timedelta(minutes=1))  # nothing changed: nothing new
     parents = slack.parents(CHANNEL)
-    assert len(parents) == 1 and len(parents[0].replies) == 1
-    assert "announced" in parents[0].replies[0].text.lower()
+    assert len(parents) == 1 and len(parents[0].replies) == len(told)
+    assert all(word in r.text.lower() for word, r in zip(told, parents[0].replies, strict=True))
+    # the announcement is delivered once: by the parent itself, or also as a reply
+    (announced_ts,) = [ts for kind, ts in _delivered(app) if kind == "announced"]
+    assert announced_ts == (parents[0].replies[0].ts if in_thread else parents[0].ts)
     assert "2026-11-27 02:00" in parents[0].text + str(parents[0].blocks)
     assert "KST" in str(parents[0].blocks)
     assert "<!channel>" not in parents[0].text + mrkdwn(parents[0].blocks)  # plain_text header cannot mention
@@ -117,8 +137,8 @@ def test_change_lifecycle_one_parent_one_reply_per_event(
     )
     cycle(app, clock, timedelta(minutes=2))
     replies = slack.parents(CHANNEL)[0].replies
-    assert len(replies) == 2
-    assert "02:00" in replies[1].text and "03:00" in replies[1].text
+    assert len(replies) == len(told) + 1
+    assert "02:00" in replies[-1].text and "03:00" in replies[-1].text
 
     cycle(app, clock, timedelta(hours=6))  # 18:00 UTC = planned start: started by the tick alone
     snow.update_record("change_request", rec["sys_id"], state="-1", work_start="2026-11-26 18:00:00")
@@ -132,9 +152,11 @@ def test_change_lifecycle_one_parent_one_reply_per_event(
     parents = slack.parents(CHANNEL)
     assert len(parents) == 1
     kinds = [r.text.lower() for r in parents[0].replies]
-    assert len(kinds) == 4, kinds
-    for word, reply in zip(("announced", "rescheduled", "started", "completed"), kinds, strict=True):
+    words = [*told, "rescheduled", "started", "completed"]
+    assert len(kinds) == len(words), kinds
+    for word, reply in zip(words, kinds, strict=True):
         assert word in reply
+    assert [kind for kind, _ in _delivered(app)] == ["announced", "rescheduled", "started", "completed"]
     assert parents[0].edited >= 3  # kept current in place
     depth, _ = app.store.outbox_stats(clock.now)
     assert depth == 0
@@ -194,4 +216,71 @@ def test_an_edit_without_an_event_still_updates_the_parent(
     cycle(app, clock, timedelta(minutes=1))
     parent = slack.parents(CHANNEL)[0]
     assert "New title" in str(parent.blocks) and parent.edited >= 1
-    assert len(parent.replies) == 1  # not an event: no thread reply
+    assert len(parent.replies) == 0  # not an event: no thread reply (the parent is the announcement)
+
+
+def test_an_announcement_that_mentions_someone_is_still_a_reply(tmp_path: Path) -> None:
+    """A route that mentions a group on ``announced`` must notify it: a parent post would, but the
+    thread is where the desk looks for who was called; the reply carries the mention."""
+    clock = Clock()
+    with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
+        settings = Settings.model_validate(
+            {
+                "servicenow": {"url": snow.url, "username": "admin", "password": "secret"},
+                "slack": {
+                    "token": "xoxb-test-token",
+                    "channel": CHANNEL,
+                    "base_url": slack.base_url,
+                    "locale": "en",
+                    "post_interval": 0,
+                    "first_run": "announce",
+                },
+                "routes": [
+                    {
+                        "match": {"type": "emergency"},
+                        "channels": [CHANNEL],
+                        "mention": {"text": "<!subteam^S0DBA>", "on": ["announced"]},
+                    },
+                    {"channels": [CHANNEL]},
+                ],
+                "state": {"path": tmp_path / "state.db"},
+            }
+        )
+        app = build_app(settings, clock=clock)
+        start, end = T0 + timedelta(hours=5), T0 + timedelta(hours=6)
+        snow.put_record(
+            "change_request",
+            make_change(
+                "CHG0040101", short_description="DB", start=start, end=end, type="emergency"
+            ),
+        )
+        os_change = make_change("CHG0040102", short_description="OS", start=start, end=end)
+        snow.put_record("change_request", os_change)
+        cycle(app, clock, timedelta(0))
+        by_number = {
+            n: p for p in slack.parents(CHANNEL) for n in ("CHG0040101", "CHG0040102") if n in p.text
+        }
+        mentioned, plain = by_number["CHG0040101"], by_number["CHG0040102"]
+        assert [r.text.split(" · ")[0] for r in mentioned.replies] == ["<!subteam^S0DBA> CHG0040101"]
+        assert plain.replies == []
+        app.close()
+
+
+def test_a_window_announced_again_after_a_withdrawal_says_so_in_its_thread(
+    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, App],
+) -> None:
+    snow, slack, clock, app = env
+    rec = snow.put_record(
+        "change_request",
+        make_change(
+            "CHG0040201", short_description="PM", start=T0 + timedelta(hours=5), end=T0 + timedelta(hours=6)
+        ),
+    )
+    cycle(app, clock, timedelta(0))
+    snow.update_record("change_request", rec["sys_id"], state="4")  # cancelled
+    cycle(app, clock, timedelta(minutes=1))
+    snow.update_record("change_request", rec["sys_id"], state="-2")  # scheduled again
+    cycle(app, clock, timedelta(minutes=2))
+    (parent,) = slack.parents(CHANNEL)
+    kinds = [r.text.lower() for r in parent.replies]
+    assert len(kinds) == 2 and "cancelled" in kinds[0] and "announced" in kinds[1], kinds

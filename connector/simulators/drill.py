@@ -9,7 +9,8 @@ timeout) costs that timeout in real time.
 Each scenario runs the same script with one fault injected where it hurts, then drains the outbox
 and counts, from the channel itself (message metadata) against what the script must produce:
 
-    expected    thread replies the script must produce (one per lifecycle event)
+    expected    thread messages the script must produce (one per lifecycle event; the parent
+                message itself tells its window's first announcement)
     delivered   expected replies found in the right thread, once or more
     duplicated  replies (or parents) beyond one per event (per window)
     lost        expected replies never found
@@ -237,6 +238,15 @@ class Drill:
             rows = db.execute("SELECT id, sys_id, kind FROM events").fetchall()
         return {int(i): (str(s), str(k)) for i, s, k in rows}
 
+    def told_by_parent(self) -> set[tuple[str, str]]:
+        """(sys_id, ts) of the announcements that their parent message told (no reply of their own)."""
+        with _readonly(Path(self.settings.state.path)) as db:
+            rows = db.execute(
+                "SELECT e.sys_id, d.ts FROM deliveries d JOIN events e ON e.id=d.event_id "
+                "WHERE e.kind='announced' AND d.state='done' AND d.ts IS NOT NULL"
+            ).fetchall()
+        return {(str(s), str(t)) for s, t in rows}
+
     def parents(self) -> list[SimMessage]:
         return self.slack.parents(CHANNEL)
 
@@ -245,6 +255,7 @@ class Drill:
         more than once among parents and among replies."""
         store_id = self.app.store.store_id
         events = self.events()
+        announced_by_parent = self.told_by_parent()
         kinds: dict[str, list[str]] = {}
         parent_ids: Counter[str] = Counter()
         reply_ids: Counter[str] = Counter()
@@ -256,6 +267,8 @@ class Drill:
             sys_id = pid.rsplit(":", 1)[1]
             number = self.numbers.get(sys_id, sys_id)
             thread = kinds.setdefault(number, [])
+            if (sys_id, p.ts) in announced_by_parent:
+                thread.append("announced")
             for r in p.replies:
                 rid = _meta_id(r) or "?"
                 reply_ids[rid] += 1

@@ -1,5 +1,14 @@
 """The Slack sink: one living parent message per window, one thread reply per event.
 
+The parent message is the announcement: when a window's parent is first posted, its pending
+``announced`` event is recorded as delivered by that very message (same ``ts``), not posted again
+as a reply that would repeat it. Slack takes about one post per second per channel, so on a patch
+night that halves the time until every window is in the channel and keeps the replies that are
+news (started, overran) from queuing behind copies of the parents. Only an announcement that
+mentions someone (a route's ``mention.on: [announced]``) is still a reply, so that the mention
+notifies; a window announced again later (reopened) gets an ``announced`` reply in its thread; and
+``slack.announce_in_thread: true`` posts the reply for every announcement, as before.
+
 Delivery is exactly-once in effect. ``chat.update`` is idempotent; ``chat.postMessage`` is not and
 Slack has no idempotency key, so every post carries its identity in message metadata and follows:
 
@@ -31,7 +40,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -39,6 +48,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from connector.domain.events import EventKind
 from connector.domain.window import MaintenanceWindow, Problem
 from connector.errors import SinkError, SinkPermanentError, SinkRetryableError
 from connector.sinks.slack_render import RenderContext, Rendered, render_event, render_parent
@@ -95,6 +105,7 @@ class DeliveryReport:
     recovered: int = 0
     error: str | None = None
     poisoned: list[str] = field(default_factory=list)
+    folded: set[int] = field(default_factory=set)  # announcements told by their new parent message
 
 
 class Interrupted(SinkRetryableError):
@@ -184,6 +195,7 @@ class SlackSink:
         pace: Callable[[str], None] = lambda method: None,
         wait: Callable[[float], bool] = lambda seconds: False,
         max_rate_limit_waits: int = 5,
+        announce_in_thread: bool = False,
     ) -> None:
         self.client = client
         self.store = store
@@ -193,6 +205,7 @@ class SlackSink:
         self._pace = pace  # may raise Interrupted
         self._wait = wait  # interruptible sleep: returns True when shutdown was requested
         self._max_waits = max_rate_limit_waits
+        self._announce_in_thread = announce_in_thread
         # Parents that may show an old state: their refresh failed or was never reached (a pass that
         # stopped early). None: not known yet, so the first pass checks every parent (after a crash).
         self._stale: set[tuple[str, str]] | None = None
@@ -215,10 +228,11 @@ class SlackSink:
             for key in keys:  # first every window's parent message, so L1 sees the whole burst early
                 self._check_stop()
                 if not self._has_parent(key):
-                    self._post_parent(key, now, report)
+                    self._post_parent(key, now, report, announces=self._told_by_parent(key, open_))
             for d in open_:
                 self._check_stop()
-                self._post_reply(d, now, report)
+                if d.event_id not in report.folded:
+                    self._post_reply(d, now, report)
             for key in keys:
                 self._check_stop()
                 self._refresh_parent(key, now, report)
@@ -254,7 +268,43 @@ class SlackSink:
             return None
         return render_parent(tracked.window, tracked.phase, now, self._context(tracked.window))
 
-    def _post_parent(self, key: tuple[str, str], now: datetime, report: DeliveryReport) -> None:
+    def _told_by_parent(self, key: tuple[str, str], open_: list[Delivery]) -> list[Delivery]:
+        """The deliveries a new parent message tells by itself: its window's pending announcement,
+        unless that announcement mentions someone (a reply notifies; a parent update would not)."""
+        if self._announce_in_thread:
+            return []
+        return [
+            d
+            for d in open_
+            if d.key == key
+            and d.state == "pending"
+            and d.event.kind is EventKind.ANNOUNCED
+            and not self._mentions(d)
+        ]
+
+    def _mentions(self, d: Delivery) -> bool:
+        ctx = self._context(d.event.window)
+        return bool(ctx.mention) and d.event.kind in ctx.mention_on
+
+    def _parent_posted(
+        self,
+        key: tuple[str, str],
+        ts: str,
+        rendered: str | None,
+        announces: Sequence[Delivery],
+        now: datetime,
+        report: DeliveryReport,
+    ) -> None:
+        """Store the parent's ``ts`` and, in the same transaction, the announcement it carries."""
+        with self.store.transaction():
+            self.store.set_message(key, self.target, ts=ts, state="posted", rendered=rendered)
+            for d in announces:
+                self.store.mark_delivery(d.event_id, self.target, "done", now, ts=ts)
+        report.folded.update(d.event_id for d in announces)
+
+    def _post_parent(
+        self, key: tuple[str, str], now: datetime, report: DeliveryReport, announces: Sequence[Delivery] = ()
+    ) -> None:
         rendered = self._render_parent(key, now)
         if rendered is None:
             return
@@ -270,7 +320,7 @@ class SlackSink:
                     rendered_number(self.store, key),
                     found,
                 )
-                self.store.set_message(key, self.target, ts=found, state="posted", rendered=None)
+                self._parent_posted(key, found, None, announces, now, report)
                 report.recovered += 1
                 return
         try:
@@ -289,8 +339,7 @@ class SlackSink:
                 )
             self._set_aside(key, "parent message", _Answer.of(e).error, now, report)
             return
-        with self.store.transaction():
-            self.store.set_message(key, self.target, ts=ts, state="posted", rendered=_fingerprint(rendered))
+        self._parent_posted(key, ts, _fingerprint(rendered), announces, now, report)
         report.posted += 1
 
     def _forget_parent(self, key: tuple[str, str]) -> None:
