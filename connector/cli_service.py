@@ -1,0 +1,220 @@
+"""The commands that talk to ServiceNow and Slack: ``run`` (the daemon, its signals and its SIGTERM
+deadline), ``sync`` (one cycle) and ``check``. ``connector.cli`` parses the arguments and calls them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+from connector import __version__
+from connector.config import Settings, load_settings
+from connector.errors import ConfigError, SinkError, SourceError
+
+log = logging.getLogger("connector")
+#: seconds from SIGTERM to exit, however long the current request hangs (systemd's limit is 15)
+STOP_DEADLINE = 9.0
+
+
+def _dry_run_store(settings: Settings) -> Path:
+    """A throwaway copy of the state, so a dry run changes nothing real."""
+    tmp = Path(tempfile.mkdtemp(prefix="itsm-dry-run-")) / "state.db"
+    if settings.state.path.exists():
+        src = sqlite3.connect(settings.state.path)
+        dst = sqlite3.connect(tmp)
+        src.backup(dst)
+        src.close()
+        dst.close()
+    return tmp
+
+
+def _build(settings: Settings, args: argparse.Namespace, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
+    from connector.app import build_app
+    from connector.sinks.printing import PrintingSlackClient
+    from connector.store.sqlite import Store
+
+    if getattr(args, "dry_run", False):
+        path = _dry_run_store(settings)
+        print(f"dry run: state copied to {path}; messages are printed, not sent", file=sys.stderr)
+        return build_app(settings, stop=stop, slack_client=PrintingSlackClient(sys.stdout), store=Store(path))
+    settings.state.path.parent.mkdir(parents=True, exist_ok=True)
+    return build_app(settings, stop=stop)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """The daemon. Under systemd (Type=notify): READY=1 once the config and the state are loaded, then
+    WATCHDOG=1 and STATUS= from the main loop (``Heartbeat``), STOPPING=1 on SIGTERM.
+
+    SIGHUP (``systemctl reload``) does not apply a changed config — that needs a restart — but re-reads
+    and validates it, and logs what changed or what is wrong, so a restart will not fail unexpectedly."""
+    from connector.health import HealthServer
+    from connector.sdnotify import Heartbeat, Notifier
+
+    stop, hup = threading.Event(), threading.Event()
+    notifier = Notifier.from_env()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # logged by the loop, not here: a handler must not take the logging lock
+        # A request that hangs cannot be interrupted; every step commits atomically (a kill at any
+        # instant loses nothing, tests/test_crash.py), so past the deadline exiting is safe.
+        deadline = threading.Timer(STOP_DEADLINE, os._exit, args=(0,))
+        deadline.daemon = True
+        deadline.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda signum, frame: hup.set())
+    app = _build(settings, args, stop)
+    if settings.health.enabled:
+        host, port = settings.health.address
+        app.health = HealthServer(
+            host,
+            port,
+            app.health_snapshot,
+            app.metrics.registry,
+            before_metrics=lambda: app.update_gauges(app.daemon.clock()),
+            extra_routes=app.calendar_routes(),
+        )
+        try:
+            app.health.start()
+        except OSError as e:  # e.g. the port is taken: say so plainly, systemd retries (on-failure)
+            log.error("cannot listen on health.listen %s: %s", settings.health.listen, e.strerror or e)
+            app.health = None
+            app.close()
+            return 1
+    beat = Heartbeat(notifier, app.status_line)
+
+    def heartbeat() -> None:
+        beat()
+        if hup.is_set():
+            hup.clear()
+            _check_reload(settings, args.config)
+
+    _warn_watchdog_vs_timeout(settings, notifier.watchdog_interval())
+    log.info(
+        "itsm-connector %s started: source %s, channel %s, state %s",
+        __version__,
+        settings.primary_source.url,
+        settings.slack.channel,
+        app.store.path,
+    )
+    notifier.send(READY=1, STATUS="started; first poll running")
+    try:
+        app.daemon.run(heartbeat=heartbeat, max_nap=beat.ping_every)
+    finally:
+        notifier.stopping()
+        app.close()
+    log.info("stopped")
+    return 0
+
+
+def _check_reload(settings: Settings, path: Path) -> None:
+    """SIGHUP: say whether the file on disk differs from what runs, and whether it is valid."""
+    try:
+        new = load_settings(path)
+    except ConfigError as e:
+        log.error("SIGHUP: %s; the running daemon keeps its configuration, fix this before a restart", e)
+        return
+    changed = _changed_keys(settings.model_dump(), new.model_dump())
+    if changed:
+        log.warning(
+            "SIGHUP: configuration changed (%s) but is not applied while running: "
+            "restart to apply it (systemctl restart itsm-connector)",
+            ", ".join(changed),
+        )
+    else:
+        log.info("SIGHUP: configuration %s is valid and unchanged", path)
+
+
+def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (never the values: some are secrets)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [k for key in keys for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".") or "(all)"]
+
+
+def _warn_watchdog_vs_timeout(settings: Settings, ping_interval: float | None) -> None:
+    """A request may block the loop for ``timeout`` seconds on top of the time since the last ping
+    (at most WatchdogSec/4): together they must stay well inside WatchdogSec (60 s and 30 s do)."""
+    if ping_interval is None:
+        return
+    watchdog = ping_interval * 2
+    for sn in settings.all_sources:
+        if sn.timeout + watchdog / 4 >= 0.9 * watchdog:
+            log.warning(
+                "servicenow.timeout (%gs) is not well below the systemd watchdog (%gs): a request that "
+                "hangs until its timeout may get the service restarted; lower the timeout or raise "
+                "WatchdogSec=",
+                sn.timeout,
+                watchdog,
+            )
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    app = _build(settings, args)
+    try:
+        app.daemon.poll()
+        app.daemon.tick()
+        st = next(iter(app.daemon.status.sources.values()))
+        if st.last_error:
+            print(f"sync failed: {st.last_error}", file=sys.stderr)
+            return 1
+        try:
+            report = app.deliver_slack(app.daemon.clock())
+        except SinkError as e:
+            print(f"delivery failed: {e}", file=sys.stderr)
+            return 1
+        r = st.last_result
+        print(
+            f"fetched {r.fetched if r else 0}, events {r.events if r else 0}, "
+            f"posted {report.posted}, updated {report.updated}"
+        )
+        return 0
+    finally:
+        app.close()
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from connector.app import build_app
+
+    app = build_app(settings, store=_memory_store())
+    problems: list[str] = []
+    try:
+        app.sources[0].check()
+        print(
+            f"ok   servicenow: {settings.primary_source.url} table {settings.primary_source.table} readable "
+            f"as {settings.primary_source.username}"
+        )
+    except SourceError as e:
+        problems.append(f"servicenow: {e}")
+    slack_problems = app.slack.check()
+    if not slack_problems:
+        print(f"ok   slack: token valid, bot can post in {settings.slack.channel}")
+    problems += slack_problems
+    if settings.alertmanager is not None:
+        from connector.sinks.alertmanager import AlertmanagerClient
+
+        try:
+            AlertmanagerClient(settings.alertmanager).ready()
+            print(f"ok   alertmanager: {settings.alertmanager.url} ready")
+        except Exception as e:
+            problems.append(f"alertmanager: {e}")
+    app.close()
+    for p in problems:
+        print(f"FAIL {p}")
+    return 1 if problems else 0
+
+
+def _memory_store():  # type: ignore[no-untyped-def]
+    from connector.store.sqlite import Store
+
+    return Store(":memory:")
