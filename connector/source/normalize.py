@@ -32,6 +32,8 @@ _LINE_BREAKS = re.compile(r"\s*[\r\n\t]+\s*")
 
 def raw_value(v: Any) -> str | None:
     """The raw value of one field as text; ``None`` when absent. Reference objects give their ``value``."""
+    if type(v) is str:  # nearly every value (raw values, bare references): skip the ABC check below
+        return v
     if isinstance(v, Mapping):
         v = v.get("value")
     if v is None:
@@ -63,7 +65,8 @@ def normalize_change(
     f = mapping.fields
 
     def get(name: str) -> str:
-        return raw_value(raw.get(name)) or ""
+        v = raw.get(name)
+        return v if type(v) is str else raw_value(v) or ""
 
     sys_id, number = get(f.sys_id).strip(), get(f.number).strip()
     label = number or sys_id or UNKNOWN
