@@ -20,8 +20,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from types import TracebackType
@@ -42,8 +44,10 @@ log = logging.getLogger(__name__)
 #: mostly finished history, a few open tickets per page.
 CI_BATCH_IDS = 100
 CI_BATCH_PAGES = 4
-#: Pages read ahead of the one being committed (each a few MB of decoded records, so: few).
+#: Pages read ahead of the one being committed (each a few MB of decoded records, so: few): normalized
+#: and waiting to be committed, and requested from the fetching thread.
 READ_AHEAD_PAGES = 4
+FETCH_AHEAD_PAGES = 2
 #: While waiting for the reader longer than this, ``progress`` is called if it read something since.
 _WAIT_BEAT = 1.0
 
@@ -74,6 +78,16 @@ class _Page:
     records: list[tuple[Mapping[str, Any], Normalized]]
     cursor: Cursor | None
     cis: dict[str, list[str]]
+
+
+@dataclass
+class _Known:
+    """A page's tickets as stored when its transaction began: their windows and which have a recorded
+    problem. A ticket met again in the same page (``done``) is read one by one, as it was just saved."""
+
+    stored: dict[str, Tracked]
+    problems: set[str]
+    done: set[str] = field(default_factory=set)
 
 
 _Waiting = tuple[list[tuple[Mapping[str, Any], Normalized]], Cursor | None, list[str]]
@@ -269,8 +283,11 @@ class Syncer:
         with read:
             for page in read:
                 with self.store.transaction():
+                    known = self._known(page)
                     for raw, normalized in page.records:
-                        result.add(self._apply(raw, page.cis, now, silent=silent, normalized=normalized))
+                        result.add(
+                            self._apply(raw, page.cis, now, silent=silent, normalized=normalized, known=known)
+                        )
                     self.store.set_cursor(self.name, page.cursor)
                 progress()
         if result.first_sync:
@@ -285,25 +302,47 @@ class Syncer:
     def _read_pages(self, cursor: Cursor | None, now: datetime, ahead: _Ahead[_Page]) -> Iterator[_Page]:
         """The reader's side of :meth:`poll` (its own thread: the source and pure functions only).
 
+        Every request is made by one more thread, ``fetch`` (a single worker: the source is used by
+        that thread alone), one page ahead: the next page is on its way while this one is normalized.
         A finished ticket's CIs are never shown again: ``task_ci`` is asked only about the others (on
         a first sync, most of the history is finished), for several pages at once (``CI_BATCH_*``)."""
+        fetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"poll-{self.name}-fetch")
+        pages = self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now)
+        try:
+            yield from self._read(iter(pages), fetch, now, ahead)
+        finally:
+            fetch.shutdown(wait=True, cancel_futures=True)  # a request in flight ends (its timeout)
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    def _read(
+        self,
+        pages: Iterator[tuple[list[dict[str, Any]], Cursor | None]],
+        fetch: ThreadPoolExecutor,
+        now: datetime,
+        ahead: _Ahead[_Page],
+    ) -> Iterator[_Page]:
         waiting: list[_Waiting] = []
         asked = 0
-        pages = iter(self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now))
+        # the fetching thread always has the next pages to read: it is never idle waiting for this one
+        coming = deque(fetch.submit(next, pages, None) for _ in range(FETCH_AHEAD_PAGES))
         while True:
             try:
-                records, page_cursor = next(pages)
-            except StopIteration:
-                break
+                got = coming.popleft().result()
             except Exception:  # the pages read before it are still committed, then it is raised
                 try:
-                    yield from self._with_cis(waiting, ahead)
+                    yield from self._with_cis(waiting, fetch, ahead)
                 except Exception:
                     log.debug("CIs of the pages before a failed page: not read either", exc_info=True)
                 raise
+            if got is None:
+                break
+            coming.append(fetch.submit(next, pages, None))
             ahead.busy()
             if ahead.stopped:
                 return
+            records, page_cursor = got
             page: list[tuple[Mapping[str, Any], Normalized]] = [(r, self._normalize(r)) for r in records]
             wanted = [
                 w.sys_id
@@ -313,22 +352,26 @@ class Syncer:
             waiting.append((page, page_cursor, wanted))
             asked += len(wanted)
             if asked >= CI_BATCH_IDS or len(waiting) >= CI_BATCH_PAGES:
-                yield from self._with_cis(waiting, ahead)
+                yield from self._with_cis(waiting, fetch, ahead)
                 waiting, asked = [], 0
-        yield from self._with_cis(waiting, ahead)
+        yield from self._with_cis(waiting, fetch, ahead)
 
     def _with_cis(
-        self,
-        waiting: list[_Waiting],
-        ahead: _Ahead[_Page],
+        self, waiting: list[_Waiting], fetch: ThreadPoolExecutor, ahead: _Ahead[_Page]
     ) -> Iterator[_Page]:
+        """The waiting pages with their CIs: one question (after the page being fetched)."""
         if ahead.stopped:
             return
         ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
-        cis = self._task_cis(ids) if ids else {}
+        cis = fetch.submit(self._task_cis, ids).result() if ids else {}
         ahead.busy()
         for records, page_cursor, wanted in waiting:
             yield _Page(records, page_cursor, {t: cis[t] for t in wanted if t in cis})
+
+    def _known(self, page: _Page) -> _Known:
+        """What the store holds about the page's tickets, in two queries instead of two per ticket."""
+        ids = [w.sys_id for _, w in page.records if isinstance(w, MaintenanceWindow)]
+        return _Known(self.store.tracked_among(self.name, ids), self.store.problems_among(self.name, ids))
 
     def _normalize(self, raw: Mapping[str, Any]) -> Normalized:
         return normalize_change(
@@ -343,25 +386,36 @@ class Syncer:
         *,
         silent: bool = False,
         normalized: MaintenanceWindow | list[Problem] | None = None,
+        known: _Known | None = None,
     ) -> PollResult:
         """``cis``: the ``task_ci`` CIs of the tickets that were asked about; one that was not asked
-        about (a finished ticket) keeps the CIs it was last shown with."""
+        about (a finished ticket) keeps the CIs it was last shown with. ``known``: the stored state
+        of the page's tickets, read at once (see :class:`_Known`)."""
         res = PollResult(fetched=1)
         if normalized is None:
             normalized = self._normalize(raw)
         sys_id = str(raw.get(self.id_field) or "")
         if isinstance(normalized, list):
+            if known is not None:  # stored as a problem now: met again in this page, it is read again
+                known.done.update((sys_id, sys_id.strip()))
             self._reject(sys_id, normalized, now)
             res.problems = 1
             return res
         prev: Tracked | Literal[_Stored.LOOK_UP] | None = _Stored.LOOK_UP
+        fresh = known is not None and normalized.sys_id not in known.done  # read before this page's saves
+        if fresh:
+            assert known is not None
+            prev = known.stored.get(normalized.sys_id)
+            known.done.add(normalized.sys_id)
         if normalized.sys_id in cis:
             extra = tuple(cis[normalized.sys_id])
         else:
-            prev = self.store.get_tracked(normalized.key)
+            if prev is _Stored.LOOK_UP:
+                prev = self.store.get_tracked(normalized.key)
             extra = prev.window.cis if prev is not None else ()
         w = normalized.with_cis(normalized.cis + extra) if extra else normalized  # cis: 0 or 1 from normalize
-        if self.store.clear_problem(self.name, w.sys_id):
+        may_have_problem = not fresh or (known is not None and w.sys_id in known.problems)
+        if may_have_problem and self.store.clear_problem(self.name, w.sys_id):
             log.info("%s: accepted now (its earlier problem is fixed)", w.number)
         return self._reconcile(w.key, w, now, silent=silent, into=res, prev=prev)
 

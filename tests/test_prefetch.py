@@ -259,7 +259,8 @@ def test_pages_are_committed_in_order_with_their_cursors_while_the_reader_runs_a
         assert [c for c, _, _ in seen] == cursors  # every page, in order, each with its own cursor
         assert [n for _, n, _ in seen] == list(range(1, 11))  # with exactly its own windows
         assert seen[0][2] >= 6
-        assert source.threads == {"poll-servicenow"}  # the source is used by the reader only
+        # the source is used by one thread, the reader's fetching thread, and never by the poll's
+        assert len(source.threads) == 1 and threading.current_thread().name not in source.threads
         by_id = {t.window.sys_id: t.window for t in store.tracked()}
         assert by_id[f"{4:032x}"].cis == ("ci-04",) and by_id[f"{3:032x}"].cis == ()
         assert readers() == []
@@ -303,5 +304,36 @@ def test_the_heartbeat_beats_while_a_page_is_being_read(
     try:
         syncer(source, store).poll(NOW, progress=progress)
         assert beats.is_set() and len(store.tracked()) == 3
+    finally:
+        store.close()
+
+
+class OnePage(Scripted):
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__(pages=1)
+        self.records = records
+
+    def fetch_changes(
+        self, filter: str, cursor: Cursor | None, fields: list[str], *, signpost: datetime, max_pages: int = 1
+    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
+        yield self.records, record_cursor(self.records[-1])
+
+
+def test_a_ticket_twice_in_one_page_is_read_again_not_taken_from_the_pages_first_look(tmp_path: Path) -> None:
+    """The store is read once per page (windows, problems); a ticket met again in the same page must
+    see what its first occurrence just saved: rejected then fixed clears its problem, and a second
+    version reconciles against the first (one announcement, then a reschedule)."""
+    bad = {**change(1, open_=True), "start_date": "not a date"}
+    first, second = change(2, open_=True), change(2, open_=True)
+    second["end_date"] = format_sn_datetime(NOW + timedelta(days=1, hours=3))
+    store = Store(tmp_path / "state.db")
+    try:
+        s = syncer(OnePage([bad, change(1, open_=True), first, second]), store)
+        s.first_run = "announce"
+        s.poll(NOW)
+        assert store.problems() == []
+        assert len(store.tracked()) == 2
+        kinds = [d.event.kind.value for d in store.open_deliveries("slack:C1")]
+        assert kinds.count("announced") == 2 and "rescheduled" in kinds
     finally:
         store.close()

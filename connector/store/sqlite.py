@@ -201,6 +201,20 @@ class Store:
         rows = self._q("SELECT window, phase, announced FROM windows WHERE source=? AND sys_id=?", key)
         return _tracked(*rows[0]) if rows else None
 
+    def tracked_among(self, source: str, sys_ids: Sequence[str]) -> dict[str, Tracked]:
+        """The stored windows of ``sys_ids``, by sys_id (a poll's page: one query instead of one each)."""
+        found: dict[str, Tracked] = {}
+        ids = list(dict.fromkeys(sys_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = self._q(
+                f"SELECT sys_id, window, phase, announced FROM windows WHERE source=? "
+                f"AND sys_id IN ({','.join('?' * len(chunk))})",
+                (source, *chunk),
+            )
+            found.update((sys_id, _tracked(*rest)) for sys_id, *rest in rows)
+        return found
+
     def tracked(self, *, open_only: bool = False, source: str | None = None) -> list[Tracked]:
         sql, args = "SELECT window, phase, announced FROM windows", []
         where = []
@@ -356,6 +370,19 @@ class Store:
             (source, sys_id, number, text, _iso(now)),
         )
         return True
+
+    def problems_among(self, source: str, sys_ids: Sequence[str]) -> set[str]:
+        """Which of ``sys_ids`` have a recorded problem (so only those need :meth:`clear_problem`)."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(sys_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = self._q(
+                f"SELECT sys_id FROM problems WHERE source=? AND sys_id IN ({','.join('?' * len(chunk))})",
+                (source, *chunk),
+            )
+            found.update(r[0] for r in rows)
+        return found
 
     def clear_problem(self, source: str, sys_id: str) -> bool:
         return self._x("DELETE FROM problems WHERE source=? AND sys_id=?", (source, sys_id)).rowcount > 0
