@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.app import App, build_app
+from connector.app import build_app
 from connector.config import Settings
+from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
-from connector.app import App, build_app
+from connector.app import build_app
 from connector.config import Settings
 from connector.routing import Route, RouteMatch, channels_for
+from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 

@@ -31,9 +31,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from connector.app import App, build_app
+from connector.app import build_app
 from connector.config import Settings
 from connector.errors import SourceError
+from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, format_snow_datetime, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SimMessage, SlackSimulator
 
