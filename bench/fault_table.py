@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from connector.simulators.drill import SCENARIOS, Row, as_json, format_table, pacing_burst, run_scenario
+from connector.simulators.drill_ledger import Row, as_json, format_table
+from connector.simulators.drill_scenarios import SCENARIOS, pacing_burst, run_scenario
 
 
 def run(selected: str = "") -> list[Row]:

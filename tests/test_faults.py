@@ -26,14 +26,11 @@ from connector.app import render_context
 from connector.daemon import SinkWorker, Status
 from connector.errors import SinkRetryableError
 from connector.health import evaluate_health
-from connector.simulators.drill import (
-    CHANNEL,
-    PASSWORD,
+from connector.simulators.drill import CHANNEL, PASSWORD, Drill
+from connector.simulators.drill_ledger import Row, format_table
+from connector.simulators.drill_scenarios import (
     SCENARIOS,
     SCRIPT_EXPECTED,
-    Drill,
-    Row,
-    format_table,
     pacing_burst,
     run_scenario,
     step_a,
