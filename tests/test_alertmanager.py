@@ -14,13 +14,8 @@ import responses
 from alertmanager_harness import RunningAlertmanager, alertmanager, free_port, run_alertmanager
 
 from connector.domain.window import MaintenanceWindow, State, phase_at
-from connector.sinks.alertmanager import (
-    AlertmanagerClient,
-    AlertmanagerError,
-    AlertmanagerSink,
-    format_time,
-    parse_time,
-)
+from connector.sinks.alertmanager import AlertmanagerClient, AlertmanagerError, format_time, parse_time
+from connector.sinks.alertmanager_sink import AlertmanagerSink
 from connector.sinks.silence_plan import (
     AlertmanagerSettings,
     Matcher,

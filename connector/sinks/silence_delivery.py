@@ -16,7 +16,8 @@ from datetime import datetime
 
 from connector.domain.window import Phase
 from connector.errors import SinkPermanentError, SinkRetryableError
-from connector.sinks.alertmanager import AlertmanagerClient, AlertmanagerError, AlertmanagerSink
+from connector.sinks.alertmanager import AlertmanagerClient, AlertmanagerError
+from connector.sinks.alertmanager_sink import AlertmanagerSink
 from connector.sinks.silence_plan import AlertmanagerSettings, StoredSilence
 from connector.store.sqlite import Store
 
