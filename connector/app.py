@@ -25,7 +25,7 @@ from connector.routing import channels_for, route_for
 from connector.runtime import App
 from connector.sinks.digest import DigestPoster
 from connector.sinks.silence_delivery import SilenceDelivery
-from connector.sinks.silence_plan import silence_url
+from connector.sinks.silence_settings import silence_url
 from connector.sinks.slack import SlackSink
 from connector.sinks.slack_api import Interrupted, sdk_logger
 from connector.sinks.slack_render import RenderContext

@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from connector.errors import ConfigError
 from connector.routing import Route
-from connector.sinks.silence_plan import AlertmanagerSettings
+from connector.sinks.silence_settings import AlertmanagerSettings
 from connector.source.mapping import SourceMapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/itsm-connector/config.yaml")

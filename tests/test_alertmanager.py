@@ -16,14 +16,8 @@ from alertmanager_harness import RunningAlertmanager, alertmanager, free_port, r
 from connector.domain.window import MaintenanceWindow, State, phase_at
 from connector.sinks.alertmanager import AlertmanagerClient, AlertmanagerError, format_time, parse_time
 from connector.sinks.alertmanager_sink import AlertmanagerSink
-from connector.sinks.silence_plan import (
-    AlertmanagerSettings,
-    Matcher,
-    SilenceOutcome,
-    SilenceSpec,
-    StoredSilence,
-    plan_silences,
-)
+from connector.sinks.silence_plan import SilenceOutcome, SilenceSpec, StoredSilence, plan_silences
+from connector.sinks.silence_settings import AlertmanagerSettings, Matcher
 
 __all__ = ["alertmanager"]  # the fixture, imported from the harness
 

@@ -11,18 +11,20 @@ from pydantic import ValidationError
 
 from connector.domain.window import MaintenanceWindow, Phase, State, phase_at
 from connector.sinks.silence_plan import (
-    AlertmanagerSettings,
-    Matcher,
-    MatcherTemplate,
     SilenceSpec,
     StoredSilence,
     can_update,
     decide,
-    is_selective,
-    matchers_key,
     needs_change,
     overrun_end,
     plan_silences,
+)
+from connector.sinks.silence_settings import (
+    AlertmanagerSettings,
+    Matcher,
+    MatcherTemplate,
+    is_selective,
+    matchers_key,
     silence_url,
 )
 

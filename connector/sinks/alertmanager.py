@@ -27,13 +27,8 @@ from typing import Any
 import requests
 
 from connector.errors import SinkError
-from connector.sinks.silence_plan import (
-    AlertmanagerSettings,
-    Matcher,
-    SilenceOutcome,
-    SilenceSpec,
-    matchers_key,
-)
+from connector.sinks.silence_plan import SilenceOutcome, SilenceSpec
+from connector.sinks.silence_settings import AlertmanagerSettings, Matcher, matchers_key
 
 log = logging.getLogger(__name__)
 

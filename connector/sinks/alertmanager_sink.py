@@ -30,7 +30,6 @@ from connector.sinks.alertmanager import (
 from connector.sinks.silence_plan import (
     CLOCK_MARGIN,
     Action,
-    AlertmanagerSettings,
     SilenceChange,
     SilenceOutcome,
     SilenceSpec,
@@ -39,6 +38,7 @@ from connector.sinks.silence_plan import (
     needs_change,
     plan_silences,
 )
+from connector.sinks.silence_settings import AlertmanagerSettings
 
 #: The lines logged here still name ``connector.sinks.alertmanager``, as before the split.
 log = logging.getLogger("connector.sinks.alertmanager")

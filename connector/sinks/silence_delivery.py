@@ -18,7 +18,8 @@ from connector.domain.window import Phase
 from connector.errors import SinkPermanentError, SinkRetryableError
 from connector.sinks.alertmanager import AlertmanagerClient, AlertmanagerError
 from connector.sinks.alertmanager_sink import AlertmanagerSink
-from connector.sinks.silence_plan import AlertmanagerSettings, StoredSilence
+from connector.sinks.silence_plan import StoredSilence
+from connector.sinks.silence_settings import AlertmanagerSettings
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
