@@ -29,15 +29,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from connector.simulators.slack_store import (
-    Body,
-    Params,
-    SimChannel,
-    SimMessage,
-    SlackCallError,
-    SlackStore,
-    render_transcript,
-)
+from connector.simulators.slack_call import Body, Params, SlackCallError
+from connector.simulators.slack_message import SimChannel, SimMessage, render_transcript
+from connector.simulators.slack_store import SlackStore
 
 __all__ = ["FAULTS", "CallLogEntry", "SimChannel", "SimMessage", "SlackSimulator"]
 
