@@ -9,27 +9,23 @@ pointed at ``base_url``. The shell here does what Slack does before a method run
 3. the per-channel chat.postMessage rate limit (HTTP 429 + ``Retry-After``);
 4. the method itself, in ``slack_store.SlackStore``.
 
-Every call lands in ``calls``. All state sits behind one lock, so handler threads and the test
-thread can read and write it concurrently.
+The HTTP server and request decoding are in ``slack_http``. Every call lands in ``calls``. All state
+sits behind one lock, so handler threads and the test thread can read and write it concurrently.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from connector.simulators.slack_call import Body, Params, SlackCallError
+from connector.simulators.slack_call import Params, SlackCallError
+from connector.simulators.slack_http import Reply, Server, decode_params, json_reply
 from connector.simulators.slack_message import SimChannel, SimMessage, render_transcript
 from connector.simulators.slack_store import SlackStore
 
@@ -61,32 +57,6 @@ class _Fault:
     retry_after: int
     delay: float
     error: str
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json; charset=utf-8"
-    retry_after: int | None = None
-
-
-def _json_reply(status: int, body: Body, retry_after: int | None = None) -> _Reply:
-    return _Reply(status, json.dumps(body).encode(), retry_after=retry_after)
-
-
-def _decode_params(query: str, body: bytes, content_type: str) -> Params:
-    params: Params = dict(parse_qsl(query, keep_blank_values=True))
-    if not body:
-        return params
-    if content_type.split(";")[0].strip().lower() == "application/json":
-        decoded = json.loads(body)
-        if not isinstance(decoded, dict):
-            raise ValueError("JSON body must be an object")
-        params.update(decoded)
-    else:
-        params.update(parse_qsl(body.decode(), keep_blank_values=True))
-    return params
 
 
 #: The bot token the simulator accepts by default: a fake, valid only against this simulator.
@@ -123,7 +93,7 @@ class SlackSimulator:
         self._faults: dict[str, deque[_Fault]] = {}
         self._calls: list[CallLogEntry] = []
         self._address = (host, port)
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.add_channel(*DEFAULT_CHANNEL)
 
@@ -132,7 +102,7 @@ class SlackSimulator:
     def start(self) -> SlackSimulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        self._server = _Server(self._address, self)
+        self._server = Server(self._address, self._handle)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="slack-sim", daemon=True
         )
@@ -224,13 +194,13 @@ class SlackSimulator:
 
     def _handle(
         self, method: str, query: str, body: bytes, content_type: str, authorization: str
-    ) -> _Reply | None:
+    ) -> Reply | None:
         """The reply to one HTTP request, or None to close the socket without answering."""
         try:
-            params = _decode_params(query, body, content_type)
+            params = decode_params(query, body, content_type)
         except (ValueError, UnicodeDecodeError):
             self._log(CallLogEntry(method, None, 200, False, "invalid_json"))
-            return _json_reply(200, {"ok": False, "error": "invalid_json"})
+            return json_reply(200, {"ok": False, "error": "invalid_json"})
         channel = params.get("channel") if isinstance(params.get("channel"), str) else None
         with self._lock:
             queue = self._faults.get(method)
@@ -253,24 +223,22 @@ class SlackSimulator:
             self._calls.append(entry)
 
     @staticmethod
-    def _fault_reply(fault: _Fault) -> tuple[_Reply, str | None]:
+    def _fault_reply(fault: _Fault) -> tuple[Reply, str | None]:
         """The canned answer for a fault and the error code it carries (None: nothing is sent)."""
         if fault.kind == "429":
             error = "ratelimited"
-            return _json_reply(429, {"ok": False, "error": error}, retry_after=fault.retry_after), error
+            return json_reply(429, {"ok": False, "error": error}, retry_after=fault.retry_after), error
         if fault.kind in ("500", "503"):
             error = "internal_error" if fault.kind == "500" else "service_unavailable"
-            return _json_reply(int(fault.kind), {"ok": False, "error": error}), error
+            return json_reply(int(fault.kind), {"ok": False, "error": error}), error
         if fault.kind == "html":
             html = b"<html><body><h1>Slack is having trouble</h1></body></html>"
-            return _Reply(200, html, "text/html; charset=utf-8"), "html"
+            return Reply(200, html, "text/html; charset=utf-8"), "html"
         if fault.kind == "error":
-            return _json_reply(200, {"ok": False, "error": fault.error}), fault.error
-        return _Reply(0, b""), None  # drop: never sent
+            return json_reply(200, {"ok": False, "error": fault.error}), fault.error
+        return Reply(0, b""), None  # drop: never sent
 
-    def _answer(
-        self, method: str, params: Params, token: str | None
-    ) -> tuple[_Reply, str | None, str | None]:
+    def _answer(self, method: str, params: Params, token: str | None) -> tuple[Reply, str | None, str | None]:
         """Auth, rate limit and the method itself: (reply, error code or None, ts posted/updated)."""
         with self._lock:
             try:
@@ -285,14 +253,14 @@ class SlackSimulator:
                 posting_to = posting_to if method == "chat.postMessage" else None
                 wait = self._rate_wait(posting_to, now) if posting_to is not None else None
                 if wait is not None:
-                    return _json_reply(429, {"ok": False, "error": "ratelimited"}, wait), "ratelimited", None
+                    return json_reply(429, {"ok": False, "error": "ratelimited"}, wait), "ratelimited", None
                 body = self._store.call(method, params)
             except SlackCallError as err:
-                return _json_reply(200, {"ok": False, "error": err.error}), err.error, None
+                return json_reply(200, {"ok": False, "error": err.error}), err.error, None
             if posting_to is not None:
                 self._last_post[posting_to] = now
             ts = body.get("ts") if method in ("chat.postMessage", "chat.update") else None
-            return _json_reply(200, body), None, ts
+            return json_reply(200, body), None, ts
 
     def _rate_wait(self, channel_id: str, now: float) -> int | None:
         """Seconds to tell the client to wait, or None when this post may go through."""
@@ -303,57 +271,3 @@ class SlackSimulator:
         if remaining <= self._interval * RATE_TOLERANCE:
             return None
         return max(1, math.ceil(remaining))
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], sim: SlackSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.sim = sim
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # the client gave up (timeout) before a slow answer: expected, stay quiet
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "SlackSim/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        url = urlsplit(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not url.path.startswith("/api/"):
-            self._send(_json_reply(404, {"ok": False, "error": "unknown_method"}))
-            return
-        reply = self.server.sim._handle(
-            url.path.removeprefix("/api/"),
-            url.query,
-            body,
-            self.headers.get("Content-Type", ""),
-            self.headers.get("Authorization", ""),
-        )
-        if reply is None:
-            self.close_connection = True
-            return
-        self._send(reply)
-
-    def _send(self, reply: _Reply) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        if reply.retry_after is not None:
-            self.send_header("Retry-After", str(reply.retry_after))
-        self.end_headers()
-        self.wfile.write(reply.body)
