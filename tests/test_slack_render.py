@@ -17,12 +17,12 @@ from slack_sdk.models.blocks import Block
 from connector.domain.events import Event, EventKind
 from connector.domain.window import MaintenanceWindow, Phase, State
 from connector.sinks.locale import CATALOGS
+from connector.sinks.mrkdwn import cut as _cut
+from connector.sinks.mrkdwn import escape_mrkdwn
 from connector.sinks.slack_render import (
     BLOCKS_BUDGET,
     RenderContext,
     Rendered,
-    _cut,
-    escape_mrkdwn,
     format_range,
     format_time,
     render_digest,

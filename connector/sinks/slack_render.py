@@ -12,7 +12,6 @@ undocumented ~13k total of block text (``msg_blocks_too_long``), for which we ke
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -23,6 +22,7 @@ from zoneinfo import ZoneInfo
 from connector.domain.events import Event, EventKind
 from connector.domain.window import SUPPRESSING_PHASES, MaintenanceWindow, Phase, phase_at
 from connector.sinks.locale import CATALOGS, message
+from connector.sinks.mrkdwn import cut, escape_mrkdwn, link, one_line
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -35,12 +35,10 @@ DETAIL_CIS = 20  # CIs listed in the parent's details
 DIFF_CIS = 10  # added / removed CIs named in a reschedule reply
 ITEM_CHARS = 150  # one CI, group, assignee or digest title
 DIGEST_MAX_ITEMS = 40
-ELLIPSIS = "…"
 #: Events whose thread reply starts with ``ctx.mention``.
 MENTION_EVENTS = frozenset({EventKind.OVERRAN})
 _DIGEST_RANK = {Phase.OVERRUN: 0, Phase.IN_PROGRESS: 1, Phase.SCHEDULED: 2}
 _LATEST = datetime.max.replace(tzinfo=timezone.utc)
-_REGIONAL = "".join(chr(c) for c in range(0x1F1E6, 0x1F200))
 
 
 @dataclass(frozen=True)
@@ -63,68 +61,9 @@ class Rendered:
     blocks: list[dict[str, Any]]
 
 
-def escape_mrkdwn(s: str) -> str:
-    """Escape Slack's three control characters, and nothing else."""
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _size(s: str) -> int:
-    """Length in UTF-16 code units: never less than ``len(s)``, and what JavaScript-side limits count."""
-    return len(s.encode("utf-16-le")) // 2
-
-
-def _splits(s: str, n: int) -> bool:
-    """Whether a cut before ``s[n]`` would break a character sequence (emoji ZWJ, flags, marks, jamo)."""
-    if n <= 0 or n >= len(s):
-        return False
-    nxt, prev = ord(s[n]), s[n - 1]
-    if prev == "\u200d" or nxt in (0x200D, 0xFE0E, 0xFE0F) or unicodedata.combining(s[n]):
-        return True
-    if 0x1F3FB <= nxt <= 0x1F3FF or 0xE0020 <= nxt <= 0xE007F or 0x1160 <= nxt <= 0x11FF:
-        return True
-    if 0x1F1E6 <= nxt <= 0x1F1FF:  # a flag is a pair of regional indicators
-        run = n - len(s[:n].rstrip(_REGIONAL))
-        return run % 2 == 1
-    return False
-
-
-def _cut(s: str, limit: int, tail: str = "", *, mrkdwn: bool = True) -> str:
-    """``s`` if it fits in ``limit``; else a prefix + "…" + ``tail``. In mrkdwn, never cuts inside a
-    ``<…>`` token or an ``&amp;`` entity (all other ``<`` and ``&`` are escaped)."""
-    if _size(s) <= limit:
-        return s
-    room, n, used = limit - _size(ELLIPSIS + tail), 0, 0
-    for ch in s:
-        used += 2 if ord(ch) > 0xFFFF else 1
-        if used > room:
-            break
-        n += 1
-    if mrkdwn:
-        if s.rfind("<", 0, n) > s.rfind(">", 0, n):
-            n = s.rfind("<", 0, n)
-        amp = s.rfind("&", 0, n)
-        if amp >= 0 and ";" not in s[amp:n]:
-            n = amp
-    while _splits(s, n):
-        n -= 1
-    return s[:n].rstrip() + ELLIPSIS + tail
-
-
-def _oneline(s: str) -> str:
-    return " ".join(s.split())
-
-
 def _esc(s: str, limit: int = ITEM_CHARS) -> str:
     """A ticket field on one line, escaped and cut."""
-    return _cut(escape_mrkdwn(_oneline(s)), limit)
-
-
-def _link(url: str | None, label: str) -> str:
-    """``<url|label>`` when ``url`` is a plain http(s) URL, else just ``label`` (already escaped)."""
-    url = url or ""
-    if not url.startswith(("https://", "http://")) or any(c.isspace() or c in "<>|" for c in url):
-        return label
-    return f"<{escape_mrkdwn(url)}|{label}>"
+    return cut(escape_mrkdwn(one_line(s)), limit)
 
 
 def _local(dt: datetime, ctx: RenderContext) -> datetime:
@@ -194,7 +133,7 @@ def _values(w: MaintenanceWindow, ctx: RenderContext) -> dict[str, str]:
     start = end = unknown
     if w.planned_start and w.planned_end:
         start, end = _range_parts(w.planned_start, w.planned_end, ctx)
-    group = _oneline(w.assignment_group) or _oneline(w.assigned_to)
+    group = one_line(w.assignment_group) or one_line(w.assigned_to)
     code = _esc(w.close_code)
     return {
         "cis": _cis(w.cis, SENTENCE_CIS, ctx),
@@ -208,11 +147,11 @@ def _values(w: MaintenanceWindow, ctx: RenderContext) -> dict[str, str]:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SECTION_LIMIT)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SECTION_LIMIT)}}
 
 
 def _header(text: str) -> dict[str, Any]:
-    plain = _cut(_oneline(text), HEADER_LIMIT, mrkdwn=False)
+    plain = cut(one_line(text), HEADER_LIMIT, mrkdwn=False)
     return {"type": "header", "text": {"type": "plain_text", "text": plain, "emoji": True}}
 
 
@@ -228,7 +167,7 @@ def render_parent(w: MaintenanceWindow, phase: Phase, now: datetime, ctx: Render
     """The one message per window, edited in place as the window moves through its phases."""
     m = partial(message, ctx.locale)
     badge = m(f"badge.{phase.value}")
-    ticket = _link(w.url, _esc(w.number))
+    ticket = link(w.url, _esc(w.number))
     more = f" ({m('label.full_text')}: {ticket})"
     sentence = m(f"say.{phase.value}", **_values(w, ctx))
 
@@ -245,7 +184,7 @@ def render_parent(w: MaintenanceWindow, phase: Phase, now: datetime, ctx: Render
         lines.append(f"*{m('label.actual')}:* {m(key, start=stamp, end=stamp)}")
     lines.append(f"*{m('label.ticket')}:* {ticket}")
     if ctx.silence_id:
-        lines.append(f"*{m('label.silence')}:* {_link(ctx.silence_url, _esc(ctx.silence_id))}")
+        lines.append(f"*{m('label.silence')}:* {link(ctx.silence_url, _esc(ctx.silence_id))}")
     if owner := _joined((w.assignment_group, w.assigned_to), " · "):
         lines.append(f"*{m('label.owner')}:* {owner}")
     if kind := _joined((w.type, w.risk, w.priority), " / "):
@@ -255,13 +194,13 @@ def render_parent(w: MaintenanceWindow, phase: Phase, now: datetime, ctx: Render
     blocks = [
         _header(f"{badge} · {w.number} · {w.title}"),
         _section(sentence),
-        _section(_cut("\n".join(lines), SECTION_LIMIT, more)),
+        _section(cut("\n".join(lines), SECTION_LIMIT, more)),
     ]
     if description := w.description.strip():
-        blocks.append(_section(_cut(escape_mrkdwn(description), DESCRIPTION_CHARS, more)))
+        blocks.append(_section(cut(escape_mrkdwn(description), DESCRIPTION_CHARS, more)))
     updated = m("label.updated", time=format_time(now, ctx))
     blocks.append(_context([updated, m("label.source", source=escape_mrkdwn(w.source))]))
-    return Rendered(_cut(f"{badge} · {ticket} · {_esc(w.title)}\n{sentence}", TEXT_LIMIT), blocks)
+    return Rendered(cut(f"{badge} · {ticket} · {_esc(w.title)}\n{sentence}", TEXT_LIMIT), blocks)
 
 
 def render_event(e: Event, ctx: RenderContext) -> Rendered:
@@ -281,7 +220,7 @@ def render_event(e: Event, ctx: RenderContext) -> Rendered:
     body = message(ctx.locale, key, changes=changes, **{**values, **extra})
     mention = f"{ctx.mention} " if ctx.mention and kind in ctx.mention_on else ""
     number = _esc(w.number)
-    return Rendered(_cut(f"{mention}{number} · {body}", TEXT_LIMIT), [_section(f"{mention}{body}")])
+    return Rendered(cut(f"{mention}{number} · {body}", TEXT_LIMIT), [_section(f"{mention}{body}")])
 
 
 def _had_started(w: MaintenanceWindow, at: datetime) -> bool:
@@ -344,12 +283,12 @@ def render_digest(
     if rest := len(ordered) - len(lines):
         blocks.append(_context([m("digest.more", n=rest)]))
     head = f"*{_esc(heading)}* — {as_of}"
-    return Rendered(_cut("\n".join([head, *lines]), TEXT_LIMIT), blocks)
+    return Rendered(cut("\n".join([head, *lines]), TEXT_LIMIT), blocks)
 
 
 def _digest_line(w: MaintenanceWindow, phase: Phase, ctx: RenderContext) -> str:
     m = partial(message, ctx.locale)
-    ticket = _link(w.url, _esc(w.number))
+    ticket = link(w.url, _esc(w.number))
     where = f"{_window_range(w, ctx)} · {m('label.cis')}: {_cis(w.cis, SENTENCE_CIS, ctx)}"
     return f"{m(f'badge.{phase.value}')} {ticket} {_esc(w.title)}\n{where}"
 
