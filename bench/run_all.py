@@ -76,6 +76,7 @@ def run_latency(repeat: int) -> dict[str, Any]:
 def run_burst(repeat: int) -> dict[str, Any]:
     runs = [burst.one_run() for _ in range(repeat)]
     keys = ["parents_ratio", "all_ratio", "parents_visible_s", "all_delivered_s", "poll_s"]
+    keys += ["posts", "replies"]
     return {
         "runs": runs,
         **{k: _median_of(runs, k) for k in keys},
@@ -195,7 +196,8 @@ def rows(r: dict[str, Any]) -> list[Row]:
         add(
             "  lost / doubled / HTTP 429 / posts / thread replies",
             "0 / 0 / — / — / —",
-            f"{bu['lost']} / {bu['doubled']} / {bu['rate_limited']} / {bu['posts']} / {bu['replies']}",
+            f"{bu['lost']} / {bu['doubled']} / {bu['rate_limited']}"
+            f" / {bu['posts']:.0f} / {bu['replies']:.0f}",
             bu["lost"] == 0 and bu["doubled"] == 0,
         )
     if "steady" in r:
