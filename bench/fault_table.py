@@ -4,9 +4,9 @@
     .venv/bin/python -m bench.fault_table --json     # the rows as JSON
     .venv/bin/python -m bench.fault_table -k lost    # only the scenarios whose name contains "lost"
 
-The scenarios are those of ``tests/test_faults.py`` (:mod:`connector.simulators.drill`): the real
-pipeline against the ServiceNow and Slack simulators, time injected, one fault each. The exit code is
-1 when any row has a missing parent, a duplicate or a lost event. The kill -9 test is separate:
+The scenarios are those of ``tests/test_faults.py`` (:mod:`connector.simulators.drill_scenarios`):
+the real pipeline against the ServiceNow and Slack simulators, time injected, one fault each. The exit
+code is 1 when any row has a missing parent, a duplicate or a lost event. The kill -9 test is separate:
 ``.venv/bin/python -m pytest -s tests/test_crash.py``.
 """
 

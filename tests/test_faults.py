@@ -1,10 +1,11 @@
 """Fault injection: the real pipeline against both simulators, one fault at a time.
 
-Every scenario of :mod:`connector.simulators.drill` runs the same script (five windows: announce,
-reschedule, start, cancel, complete) with one fault injected where it hurts, and must end with
-exactly one parent per window, exactly one thread reply per event, every parent showing its window's
-final state, and the ServiceNow cursor never ahead of what was committed. Time is injected: nothing
-here sleeps for a Retry-After or a backoff (only a "slow" fault costs its timeout).
+Every scenario of :mod:`connector.simulators.drill_scenarios` runs the same script (five windows:
+announce, reschedule, start, cancel, complete) with one fault injected where it hurts, and must end
+with exactly one parent per window, every event told exactly once in its thread (the announcement by
+the parent itself, each later event by one reply), every parent showing its window's final state,
+and the ServiceNow cursor never ahead of what was committed. Time is injected: nothing here sleeps
+for a Retry-After or a backoff (only a "slow" fault costs its timeout).
 
 ``pytest -v tests/test_faults.py`` prints the expected / delivered / duplicated / lost table at the
 end; ``python -m bench.fault_table`` prints the same table on its own.
