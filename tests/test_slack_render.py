@@ -17,8 +17,7 @@ from slack_sdk.models.blocks import Block
 from connector.domain.events import Event, EventKind
 from connector.domain.window import MaintenanceWindow, Phase, State
 from connector.sinks.locale import CATALOGS
-from connector.sinks.mrkdwn import cut as _cut
-from connector.sinks.mrkdwn import escape_mrkdwn
+from connector.sinks.mrkdwn import cut, escape_mrkdwn
 from connector.sinks.slack_render import (
     BLOCKS_BUDGET,
     RenderContext,
@@ -299,7 +298,7 @@ def test_header_truncates_at_150(title: str, expected: str) -> None:
     ],
 )
 def test_cut_never_breaks_tokens_entities_or_characters(text: str, limit: int, expected: str) -> None:
-    assert _cut(text, limit) == expected
+    assert cut(text, limit) == expected
 
 
 def test_header_fills_to_exactly_150() -> None:
