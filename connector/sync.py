@@ -343,6 +343,7 @@ class Syncer:
             if ahead.stopped:
                 return
             records, page_cursor = got
+            pages_left = getattr(got, "pages_left", None)  # a hint from the source, when it has one
             page: list[tuple[Mapping[str, Any], Normalized]] = [(r, self._normalize(r)) for r in records]
             wanted = [
                 w.sys_id
@@ -351,7 +352,9 @@ class Syncer:
             ]
             waiting.append((page, page_cursor, wanted))
             asked += len(wanted)
-            if asked >= CI_BATCH_IDS or len(waiting) >= CI_BATCH_PAGES:
+            # The pages of the last question are committed after the last request: the last page
+            # is asked about alone, the ones before it are committed while it is read.
+            if asked >= CI_BATCH_IDS or len(waiting) >= CI_BATCH_PAGES or pages_left == 1:
                 yield from self._with_cis(waiting, fetch, ahead)
                 waiting, asked = [], 0
         yield from self._with_cis(waiting, fetch, ahead)

@@ -102,7 +102,8 @@ def sim() -> Iterator[ServiceNowSimulator]:
 def test_first_sync_reads_every_page_with_its_cis_in_few_task_ci_requests(
     sim: ServiceNowSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """20 pages of 5; every 4th change open: task_ci is asked once per 4 pages, not once per page."""
+    """20 pages of 5; every 4th change open: task_ci is asked once per 4 pages, not once per page,
+    except at the end: the last page alone (what is committed after the last request is small)."""
     monkeypatch.setattr(sync, "_WAIT_BEAT", 600.0)  # heartbeats here: after commits only
     w = World(sim, tmp_path, n=100, page_size=5, open_every=4)
     try:
@@ -110,12 +111,22 @@ def test_first_sync_reads_every_page_with_its_cis_in_few_task_ci_requests(
         result = w.syncer.poll(NOW, progress=lambda: committed.append(w.store.cursor("servicenow")))
         assert result.fetched == 100 and len(w.store.tracked()) == 100
         assert w.requests("change_request") == 20
-        assert w.requests("task_ci") == 20 // sync.CI_BATCH_PAGES  # 5 open tickets per batch of 4 pages
+        assert w.requests("task_ci") == 6  # pages 1-4, 5-8, 9-12, 13-16, 17-19, 20
         # one heartbeat per committed page, each after its own page's cursor
         assert committed == [w.cursor_after(i) for i in range(4, 100, 5)]
         by_id = {t.window.sys_id: t.window for t in w.store.tracked()}
         assert all(by_id[w.ids[i]].cis == ("db-replica-7",) for i in range(0, 100, 4))
         assert readers() == []
+    finally:
+        w.close()
+
+
+def test_each_page_says_how_many_more_the_instance_counted(sim: ServiceNowSimulator, tmp_path: Path) -> None:
+    w = World(sim, tmp_path, n=23, page_size=5, open_every=4)
+    try:
+        pages = list(w.source.fetch_changes("", None, ["sys_id"], signpost=NOW))
+        assert [p.pages_left for p in pages] == [4, 3, 2, 1, 0]
+        assert [len(records) for records, _ in pages] == [5, 5, 5, 5, 3]
     finally:
         w.close()
 

@@ -70,6 +70,20 @@ _RAW_PARAMS = {
 _TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
+class ChangePage(tuple[list[dict[str, Any]], "Cursor | None"]):
+    """``(records, cursor)`` as :meth:`ServiceNowSource.fetch_changes` yields them, plus a hint:
+    ``pages_left``, how many more pages the instance said there are (``X-Total-Count``; None when it
+    did not say). A hint only (rows come and go, ACLs filter): it lets the poll plan its questions."""
+
+    pages_left: int | None = None
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]], cursor: Cursor | None, pages_left: int | None) -> ChangePage:
+        page = cls((records, cursor))
+        page.pages_left = pages_left
+        return page
+
+
 @dataclass(frozen=True)
 class Page:
     records: list[dict[str, Any]]
@@ -129,13 +143,14 @@ class ServiceNowSource:
         *,
         signpost: datetime,
         max_pages: int = 1000,
-    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
+    ) -> Iterator[ChangePage]:
         """Pages of records changed after ``cursor``, each with the cursor to commit with it."""
         fields = _with(fields, self._updated_field, self._id_field)
         current = cursor
-        for records, last in self._keyset_pages(self.table, filter, cursor, fields, max_pages, self._keys):
+        pages = self._keyset_pages(self.table, filter, cursor, fields, max_pages, self._keys)
+        for records, last, pages_left in pages:
             current = next_cursor(current, last, signpost)
-            yield records, current
+            yield ChangePage.of(records, current, pages_left)
 
     def fetch_by_ids(
         self, sys_ids: Sequence[str], fields: list[str], filter: str = ""
@@ -168,7 +183,7 @@ class ServiceNowSource:
         rows: list[tuple[str, str, Cursor]] = []
         keys = ("sys_updated_on", "sys_id")
         for filter in filters:
-            for records, _ in self._keyset_pages(
+            for records, _, _ in self._keyset_pages(
                 TASK_CI_TABLE, filter, updated_since, TASK_CI_FIELDS, 1000, keys
             ):
                 for r in records:
@@ -197,17 +212,23 @@ class ServiceNowSource:
         fields: list[str],
         max_pages: int,
         keys: tuple[str, str],
-    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
-        """Yield ``(records, cursor of the last record or None)``. A short or empty page is not the end:
-        ACLs filter after the limit, so an empty page moves the offset and a short one the keyset."""
+    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None, int | None]]:
+        """Yield ``(records, cursor of the last record or None, pages left or None)``. A short or empty
+        page is not the end: ACLs filter after the limit, so an empty page moves the offset and a short
+        one the keyset."""
         keyset, offset, known_total = cursor, 0, None
         for _ in range(max_pages):
             query = _config(build_change_query, filter, keyset, *keys)
             page = self.fetch_page(query, fields, offset=offset, table=table)
             total = page.total if page.total is not None else known_total  # v1's 404 carries no headers
             last = _check_order(page.records, keyset, keys, self.base_url, table)
-            yield page.records, last
-            if not (page.has_next or (total is not None and offset + self.page_size < total)):
+            more = page.has_next or (total is not None and offset + self.page_size < total)
+            left: int | None = 0
+            if more:  # what the instance counted after this page, in pages (at least the one it links)
+                rest = None if total is None else total - offset - self.page_size
+                left = None if rest is None else max(1, -(-rest // self.page_size))
+            yield page.records, last, left
+            if not more:
                 return
             if last is None:
                 offset, known_total = offset + self.page_size, total
