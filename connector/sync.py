@@ -9,10 +9,12 @@ Three jobs, each one short transaction per page so a crash loses nothing and rep
 
 Delivery is not done here: events go to the outbox and the sinks drain it on their own schedule.
 
-The poll reads ahead: a thread (:class:`_Ahead`) fetches and normalizes the next pages, and asks
+The poll reads ahead: a reader thread (:class:`_Ahead`) normalizes the next pages and asks
 ``task_ci`` about the not-finished tickets of several pages at once, while this thread reconciles and
-commits the pages already read, in order. That thread never touches the store; the source is used by
-one thread at a time (the reader during the page loop, this thread before and after it).
+commits the pages already read, in order, each with its cursor. The requests themselves are made by
+one fetching thread, two pages ahead, so the instance is never idle waiting for the connector. Neither
+thread touches the store; the source is used by one thread at a time (the fetching thread during the
+page loop, this thread before and after it).
 """
 
 from __future__ import annotations
