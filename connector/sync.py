@@ -24,7 +24,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -94,6 +94,9 @@ class _Known:
 
 _Waiting = tuple[list[tuple[Mapping[str, Any], Normalized]], Cursor | None, list[str]]
 """A page waiting for its CIs: its records, its cursor, its not-finished tickets."""
+
+_Question = tuple[list[_Waiting], "Future[dict[str, list[str]]] | None"]
+"""Pages waiting for their CIs and the ``task_ci`` question asked for them (None: nothing to ask)."""
 
 T = TypeVar("T")
 
@@ -334,13 +337,12 @@ class Syncer:
                 got = coming.popleft().result()
             except Exception:  # the pages read before it are still committed, then it is raised
                 try:
-                    yield from self._with_cis(waiting, fetch, ahead)
+                    yield from self._answer(self._ask(waiting, fetch, ahead), ahead)
                 except Exception:
                     log.debug("CIs of the pages before a failed page: not read either", exc_info=True)
                 raise
             if got is None:
                 break
-            coming.append(fetch.submit(next, pages, None))
             ahead.busy()
             if ahead.stopped:
                 return
@@ -354,21 +356,28 @@ class Syncer:
             ]
             waiting.append((page, page_cursor, wanted))
             asked += len(wanted)
+            question = None
             # The pages of the last question are committed after the last request: the last page
             # is asked about alone, the ones before it are committed while it is read.
             if asked >= CI_BATCH_IDS or len(waiting) >= CI_BATCH_PAGES or pages_left == 1:
-                yield from self._with_cis(waiting, fetch, ahead)
+                question = self._ask(waiting, fetch, ahead)
                 waiting, asked = [], 0
-        yield from self._with_cis(waiting, fetch, ahead)
+            coming.append(fetch.submit(next, pages, None))  # after the question: answered before it
+            if question is not None:
+                yield from self._answer(question, ahead)
+        yield from self._answer(self._ask(waiting, fetch, ahead), ahead)
 
-    def _with_cis(
-        self, waiting: list[_Waiting], fetch: ThreadPoolExecutor, ahead: _Ahead[_Page]
-    ) -> Iterator[_Page]:
-        """The waiting pages with their CIs: one question (after the page being fetched)."""
+    def _ask(self, waiting: list[_Waiting], fetch: ThreadPoolExecutor, ahead: _Ahead[_Page]) -> _Question:
+        """One ``task_ci`` question for the waiting pages' open tickets, queued in the fetching thread."""
+        ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
+        return waiting, fetch.submit(self._task_cis, ids) if ids and not ahead.stopped else None
+
+    def _answer(self, question: _Question, ahead: _Ahead[_Page]) -> Iterator[_Page]:
+        """The waiting pages with their CIs, once the question is answered."""
+        waiting, answer = question
         if ahead.stopped:
             return
-        ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
-        cis = fetch.submit(self._task_cis, ids).result() if ids else {}
+        cis = answer.result() if answer is not None else {}
         ahead.busy()
         for records, page_cursor, wanted in waiting:
             yield _Page(records, page_cursor, {t: cis[t] for t in wanted if t in cis})
