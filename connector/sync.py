@@ -9,49 +9,30 @@ Three jobs, each one short transaction per page so a crash loses nothing and rep
 
 Delivery is not done here: events go to the outbox and the sinks drain it on their own schedule.
 
-The poll reads ahead: a reader thread (:class:`_Ahead`) normalizes the next pages and asks
-``task_ci`` about the not-finished tickets of several pages at once, while this thread reconciles and
-commits the pages already read, in order, each with its cursor. The requests themselves are made by
-one fetching thread, two pages ahead, so the instance is never idle waiting for the connector. Neither
-thread touches the store; the source is used by one thread at a time (the fetching thread during the
-page loop, this thread before and after it).
+The poll reads ahead (:mod:`connector.readahead`): other threads fetch and normalize the next pages
+and ask ``task_ci`` about them, while this thread reconciles and commits the pages already read, in
+order, each with its cursor. Only this thread touches the store.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from connector.domain.events import ENTERED, Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, Problem, phase_at
+from connector.readahead import Normalized, Page, PageReader
 from connector.source.mapping import SourceMapping
 from connector.source.normalize import normalize_change
 from connector.source.query import Cursor, next_cursor
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
-
-#: A page's tickets wait for their ``task_ci`` rows until this many not-finished tickets (the source's
-#: ``IN`` chunk) or this many pages are waiting, then one question covers them all: a first sync reads
-#: mostly finished history, a few open tickets per page.
-CI_BATCH_IDS = 100
-CI_BATCH_PAGES = 4
-#: Pages read ahead of the one being committed (each a few MB of decoded records, so: few): normalized
-#: and waiting to be committed, and requested from the fetching thread.
-READ_AHEAD_PAGES = 4
-FETCH_AHEAD_PAGES = 2
-#: While waiting for the reader longer than this, ``progress`` is called if it read something since.
-_WAIT_BEAT = 1.0
 
 _FOREVER = datetime.max.replace(tzinfo=timezone.utc)
 
@@ -69,19 +50,6 @@ class _Stored(Enum):
     LOOK_UP = "read the stored state"  # a window's stored state is read where it is needed
 
 
-Normalized = MaintenanceWindow | list[Problem]
-
-
-@dataclass
-class _Page:
-    """A fetched page, normalized, with the cursor to commit with it and the ``task_ci`` CIs of its
-    not-finished tickets (the others keep the CIs they were last shown with)."""
-
-    records: list[tuple[Mapping[str, Any], Normalized]]
-    cursor: Cursor | None
-    cis: dict[str, list[str]]
-
-
 @dataclass
 class _Known:
     """A page's tickets as stored when its transaction began: their windows and which have a recorded
@@ -90,110 +58,6 @@ class _Known:
     stored: dict[str, Tracked]
     problems: set[str]
     done: set[str] = field(default_factory=set)
-
-
-_Waiting = tuple[list[tuple[Mapping[str, Any], Normalized]], Cursor | None, list[str]]
-"""A page waiting for its CIs: its records, its cursor, its not-finished tickets."""
-
-_Question = tuple[list[_Waiting], "Future[dict[str, list[str]]] | None"]
-"""Pages waiting for their CIs and the ``task_ci`` question asked for them (None: nothing to ask)."""
-
-T = TypeVar("T")
-
-
-class _Ahead(Generic[T]):
-    """Runs ``produce`` in a thread, at most ``depth`` items ahead of the one iterating over this.
-
-    Items come out in order; an exception raised by ``produce`` comes out, the same object, after
-    the items made before it. Leaving the ``with`` block (at the end, on an exception, on a shutdown)
-    stops the thread at its next item and joins it: a request in flight is let finish (it has its
-    timeout), nothing after it is sent. ``produce`` calls ``busy()`` when it has done something
-    (read a page): a consumer waiting longer than ``_WAIT_BEAT`` then calls ``on_wait`` (the
-    daemon's watchdog heartbeat stays alive while pages are read, and stops if reading hangs)."""
-
-    def __init__(
-        self,
-        produce: Callable[[_Ahead[T]], Iterator[T]],
-        *,
-        depth: int,
-        on_wait: Callable[[], None] = lambda: None,
-        name: str = "read-ahead",
-    ) -> None:
-        self._produce = produce
-        self._queue: queue.Queue[tuple[Literal["item", "end", "error"], Any]] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._busy = threading.Event()
-        self._on_wait = on_wait
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def __enter__(self) -> _Ahead[T]:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    def busy(self) -> None:
-        self._busy.set()
-
-    def __iter__(self) -> Iterator[T]:
-        while True:
-            kind, value = self._get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-
-    def close(self) -> None:
-        """Stop the thread and wait for it. After one drain it can put at most one more item (it
-        checks ``_stop`` after every put), which fits: the queue was just emptied."""
-        self._stop.set()
-        self._drain()
-        if self._thread.ident is not None:
-            self._thread.join()
-        self._drain()
-
-    def _drain(self) -> None:
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
-
-    def _get(self) -> tuple[Literal["item", "end", "error"], Any]:
-        while True:
-            try:
-                return self._queue.get(timeout=_WAIT_BEAT)
-            except queue.Empty:
-                if self._busy.is_set():
-                    self._busy.clear()
-                    self._on_wait()
-
-    def _put(self, kind: Literal["item", "end", "error"], value: Any) -> bool:
-        self._queue.put((kind, value))
-        return not self._stop.is_set()
-
-    def _run(self) -> None:
-        items: Iterator[T] | None = None
-        try:
-            items = self._produce(self)
-            for item in items:
-                if not self._put("item", item):
-                    return
-            self._put("end", None)
-        except BaseException as e:  # handed to the consumer, which raises it
-            self._put("error", e)
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # a generator stopped early runs its cleanup here, in its own thread
 
 
 class ChangeSource(Protocol):
@@ -279,12 +143,13 @@ class Syncer:
         result = PollResult(first_sync=self.store.meta_get(f"initial_sync_done:{self.name}") is None)
         silent = result.first_sync and self.first_run != "announce"
         cursor = self.store.cursor(self.name)
-        read = _Ahead[_Page](
-            lambda ahead: self._read_pages(cursor, now, ahead),
-            depth=READ_AHEAD_PAGES,
-            on_wait=progress,
+        read = PageReader(
+            changes=lambda: self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now),
+            normalize=self._normalize,
+            task_cis=self._task_cis,
+            now=now,
             name=f"poll-{self.name}",
-        )
+        ).ahead(on_wait=progress)
         with read:
             for page in read:
                 with self.store.transaction():
@@ -304,85 +169,7 @@ class Syncer:
         result.add(self._poll_task_cis(now))
         return result
 
-    def _read_pages(self, cursor: Cursor | None, now: datetime, ahead: _Ahead[_Page]) -> Iterator[_Page]:
-        """The reader's side of :meth:`poll` (its own thread: the source and pure functions only).
-
-        Every request is made by one more thread, ``fetch`` (a single worker: the source is used by
-        that thread alone), one page ahead: the next page is on its way while this one is normalized.
-        A finished ticket's CIs are never shown again: ``task_ci`` is asked only about the others (on
-        a first sync, most of the history is finished), for several pages at once (``CI_BATCH_*``)."""
-        fetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"poll-{self.name}-fetch")
-        pages = self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now)
-        try:
-            yield from self._read(iter(pages), fetch, now, ahead)
-        finally:
-            fetch.shutdown(wait=True, cancel_futures=True)  # a request in flight ends (its timeout)
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
-
-    def _read(
-        self,
-        pages: Iterator[tuple[list[dict[str, Any]], Cursor | None]],
-        fetch: ThreadPoolExecutor,
-        now: datetime,
-        ahead: _Ahead[_Page],
-    ) -> Iterator[_Page]:
-        waiting: list[_Waiting] = []
-        asked = 0
-        # the fetching thread always has the next pages to read: it is never idle waiting for this one
-        coming = deque(fetch.submit(next, pages, None) for _ in range(FETCH_AHEAD_PAGES))
-        while True:
-            try:
-                got = coming.popleft().result()
-            except Exception:  # the pages read before it are still committed, then it is raised
-                try:
-                    yield from self._answer(self._ask(waiting, fetch, ahead), ahead)
-                except Exception:
-                    log.debug("CIs of the pages before a failed page: not read either", exc_info=True)
-                raise
-            if got is None:
-                break
-            ahead.busy()
-            if ahead.stopped:
-                return
-            records, page_cursor = got
-            pages_left = getattr(got, "pages_left", None)  # a hint from the source, when it has one
-            page: list[tuple[Mapping[str, Any], Normalized]] = [(r, self._normalize(r)) for r in records]
-            wanted = [
-                w.sys_id
-                for _, w in page
-                if isinstance(w, MaintenanceWindow) and phase_at(w, now) not in TERMINAL_PHASES
-            ]
-            waiting.append((page, page_cursor, wanted))
-            asked += len(wanted)
-            question = None
-            # The pages of the last question are committed after the last request: the last page
-            # is asked about alone, the ones before it are committed while it is read.
-            if asked >= CI_BATCH_IDS or len(waiting) >= CI_BATCH_PAGES or pages_left == 1:
-                question = self._ask(waiting, fetch, ahead)
-                waiting, asked = [], 0
-            coming.append(fetch.submit(next, pages, None))  # after the question: answered before it
-            if question is not None:
-                yield from self._answer(question, ahead)
-        yield from self._answer(self._ask(waiting, fetch, ahead), ahead)
-
-    def _ask(self, waiting: list[_Waiting], fetch: ThreadPoolExecutor, ahead: _Ahead[_Page]) -> _Question:
-        """One ``task_ci`` question for the waiting pages' open tickets, queued in the fetching thread."""
-        ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
-        return waiting, fetch.submit(self._task_cis, ids) if ids and not ahead.stopped else None
-
-    def _answer(self, question: _Question, ahead: _Ahead[_Page]) -> Iterator[_Page]:
-        """The waiting pages with their CIs, once the question is answered."""
-        waiting, answer = question
-        if ahead.stopped:
-            return
-        cis = answer.result() if answer is not None else {}
-        ahead.busy()
-        for records, page_cursor, wanted in waiting:
-            yield _Page(records, page_cursor, {t: cis[t] for t in wanted if t in cis})
-
-    def _known(self, page: _Page) -> _Known:
+    def _known(self, page: Page) -> _Known:
         """What the store holds about the page's tickets, in two queries instead of two per ticket."""
         ids = [w.sys_id for _, w in page.records if isinstance(w, MaintenanceWindow)]
         return _Known(self.store.tracked_among(self.name, ids), self.store.problems_among(self.name, ids))

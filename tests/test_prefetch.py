@@ -1,4 +1,4 @@
-"""The poll reads ahead (``connector.sync._Ahead``): a thread fetches and normalizes the next pages, and
+"""The poll reads ahead (``connector.readahead.Ahead``): a thread fetches and normalizes the next pages, and
 asks ``task_ci`` about several pages' open tickets at once, while the poll commits pages in order.
 
 What must hold whatever the reader does: each page's cursor is committed with that page's windows and
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import connector.sync as sync
+import connector.readahead as readahead
 from connector.errors import SourceBadResponse, SourceUnavailable
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.source.mapping import SourceMapping
@@ -104,7 +104,7 @@ def test_first_sync_reads_every_page_with_its_cis_in_few_task_ci_requests(
 ) -> None:
     """20 pages of 5; every 4th change open: task_ci is asked once per 4 pages, not once per page,
     except at the end: the last page alone (what is committed after the last request is small)."""
-    monkeypatch.setattr(sync, "_WAIT_BEAT", 600.0)  # heartbeats here: after commits only
+    monkeypatch.setattr(readahead, "_WAIT_BEAT", 600.0)  # heartbeats here: after commits only
     w = World(sim, tmp_path, n=100, page_size=5, open_every=4)
     try:
         committed: list[Cursor | None] = []
@@ -191,7 +191,8 @@ def test_a_failure_while_committing_stops_the_reader_and_sends_nothing_more(
             w.syncer.poll(NOW, progress=progress)
         assert readers() == []
         assert w.store.cursor("servicenow") == w.cursor_after(4)
-        limit = 1 + sync.READ_AHEAD_PAGES + sync.CI_BATCH_PAGES + 1  # committed, queued, waiting, one put
+        # committed, queued, waiting, one put
+        limit = 1 + readahead.READ_AHEAD_PAGES + readahead.CI_BATCH_PAGES + 1
         assert w.requests("change_request") <= limit < 40
     finally:
         w.close()
@@ -253,7 +254,7 @@ def test_pages_are_committed_in_order_with_their_cursors_while_the_reader_runs_a
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When page 1 is committed the reader has already read page 6; the store still says page 1."""
-    monkeypatch.setattr(sync, "_WAIT_BEAT", 600.0)  # heartbeats here: after commits only
+    monkeypatch.setattr(readahead, "_WAIT_BEAT", 600.0)  # heartbeats here: after commits only
     source = Scripted(pages=10)
     store = Store(tmp_path / "state.db")
     s = syncer(source, store)
@@ -300,7 +301,7 @@ def test_the_heartbeat_beats_while_a_page_is_being_read(
     """Page 3 is held back until the poll's thread, which has nothing to commit yet (pages 1-2 wait
     for their batch's CIs), has called ``progress`` while waiting: the daemon's watchdog must not fire
     while several pages are read."""
-    monkeypatch.setattr(sync, "_WAIT_BEAT", 0.01)
+    monkeypatch.setattr(readahead, "_WAIT_BEAT", 0.01)
     source = Scripted(pages=3)
     beats = threading.Event()
     source.gate[2] = beats
