@@ -1,4 +1,4 @@
-"""A page's body is read in one call and parsed here (``servicenow._json_body``), decoded as
+"""A page's body is read in one call and parsed here (``answers.json_body``), decoded as
 ``requests.Response.json`` decodes it: the declared charset with bad bytes replaced, else JSON's own
 detection; a body that is not JSON is still a SourceBadResponse, never "no changes"."""
 

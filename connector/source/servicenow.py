@@ -1,7 +1,8 @@
-"""ServiceNow Table API through pysnow: keyset paging, and every failure classified once, here.
+"""ServiceNow Table API through pysnow: keyset paging, and every failure classified once, at the boundary.
 
 The only module that imports pysnow. One attempt per call: retries belong to the daemon, which reads
-``retryable`` / ``retry_after`` from :mod:`connector.errors`. Classification:
+``retryable`` / ``retry_after`` from :mod:`connector.errors`. Classification (the rules for HTTP
+answers and transport failures are in :mod:`connector.source.answers`):
 
 * 401, 403 → :class:`SourceAuthError`, saying what to fix (never the password);
 * 408, 429, 5xx, timeouts, refused or reset connections → :class:`SourceUnavailable` (``Retry-After``);
@@ -18,32 +19,31 @@ everything else a first sync does); it is handed out only once it has been read 
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
-import math
 import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import pysnow
 import pysnow.exceptions
 import requests
-import urllib3.exceptions
 from requests.auth import HTTPBasicAuth
-from requests.structures import CaseInsensitiveDict
-from requests.utils import parse_header_links
 
-from connector.errors import (
-    ConfigError,
-    SourceAuthError,
-    SourceBadResponse,
-    SourceError,
-    SourceUnavailable,
+from connector.errors import ConfigError, SourceAuthError, SourceBadResponse, SourceError, SourceUnavailable
+from connector.source.answers import (
+    TRANSPORT_ERRORS,
+    bad_body,
+    error_text,
+    has_next_link,
+    http_error,
+    int_or_none,
+    json_body,
+    no_record_found,
+    transport_error,
 )
 from connector.source.normalize import raw_value
 from connector.source.query import (
@@ -67,7 +67,6 @@ _RAW_PARAMS = {
     "sysparm_exclude_reference_link": "true",
     "sysparm_suppress_pagination_header": "false",
 }
-_TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
 class ChangePage(tuple[list[dict[str, Any]], "Cursor | None"]):
@@ -265,32 +264,32 @@ class ServiceNowSource:
             # the standard library on a page of records. Read the body and parse it here instead.
             http = resp._response
             http.raise_for_status()
-            records = _result(_json_body(http))
+            records = _result(json_body(http))
             headers = http.headers
         except requests.HTTPError as e:
             if e.response is None:
                 raise SourceUnavailable(f"ServiceNow request failed: {type(e).__name__}") from e
-            if _no_record_found(e.response):
+            if no_record_found(e.response):
                 records, headers = [], e.response.headers
             else:
                 raise self._http_error(e.response, what) from None
         except (UnicodeDecodeError, ValueError) as e:
             content_type = str(resp.headers.get("Content-Type", "")) if resp is not None else ""
-            raise SourceBadResponse(_bad_body(content_type, e, what, self.base_url)) from None
+            raise SourceBadResponse(bad_body(content_type, e, what, self.base_url)) from None
         except pysnow.exceptions.ResponseError as e:
             raise SourceBadResponse(
                 self._redact(f"ServiceNow returned an error for {what}: {e.message} ({e.detail})")
             ) from None
         except pysnow.exceptions.PysnowException as e:
             raise SourceBadResponse(f"unexpected answer from {what}: {type(e).__name__}: {e}") from None
-        except _TRANSPORT_ERRORS as e:
-            raise _transport_error(e, what, self._timeout) from e
+        except TRANSPORT_ERRORS as e:
+            raise transport_error(e, what, self._timeout) from e
         if any(not isinstance(r, dict) for r in records):
             raise SourceBadResponse(
                 f"unexpected answer from {what}: 'result' holds something other than records"
             )
-        total = _int_or_none(headers.get("X-Total-Count"))
-        has_next = _has_next_link(headers) or (total is not None and offset + limit < total)
+        total = int_or_none(headers.get("X-Total-Count"))
+        has_next = has_next_link(headers) or (total is not None and offset + limit < total)
         log.debug(
             "GET %s offset=%d limit=%d: %d records (total %s)", table, offset, limit, len(records), total
         )
@@ -306,38 +305,9 @@ class ServiceNowSource:
 
     # -- classification -----------------------------------------------------------------------------
     def _http_error(self, resp: requests.Response, what: str) -> SourceError:
-        status, said = resp.status_code, _error_text(resp)
-        said = f"HTTP {status}: {said}" if said else f"HTTP {status}"
-        user = f"user '{self.username}'"
-        error: SourceError
-        if status == 401 and self._oauth is not None:
+        if resp.status_code == 401 and self._oauth is not None:
             self._oauth.forget()  # the next call logs in again
-            error = SourceAuthError(
-                f"ServiceNow rejected the OAuth token of {user} ({said}): "
-                "check servicenow.username / the password and the OAuth client"
-            )
-        elif status == 401:
-            error = SourceAuthError(
-                f"ServiceNow rejected the credentials for {user} ({said}): "
-                "check servicenow.username / the password"
-            )
-        elif status == 403:
-            error = SourceAuthError(
-                f"ServiceNow {user} may not read {what} ({said}): grant it read access "
-                "(for example the itil role) or fix the table's ACLs"
-            )
-        elif status in (408, 429) or status >= 500:
-            retry_after = _retry_after(resp.headers.get("Retry-After"))
-            kind = "rate limit reached" if status == 429 else "unavailable"
-            wait = f"; it asks to retry after {retry_after:.0f}s" if retry_after is not None else ""
-            error = SourceUnavailable(f"ServiceNow {kind} for {what} ({said}){wait}", retry_after=retry_after)
-        elif status == 404:
-            error = SourceBadResponse(
-                f"ServiceNow answered {said} for {what}: check servicenow.url, "
-                "servicenow.table and servicenow.api_version"
-            )
-        else:
-            error = SourceBadResponse(f"ServiceNow refused the request for {what} ({said})")
+        error = http_error(resp, what, self.username, oauth=self._oauth is not None)
         error.message = self._redact(error.message)
         error.args = (error.message,)
         return error
@@ -399,10 +369,10 @@ class _OAuth:
             resp = s._session.post(
                 f"{s.base_url}/oauth_token.do", data=data, headers=headers, timeout=s._timeout
             )
-        except _TRANSPORT_ERRORS as e:
-            raise _transport_error(e, what, s._timeout) from e
+        except TRANSPORT_ERRORS as e:
+            raise transport_error(e, what, s._timeout) from e
         if resp.status_code in (400, 401, 403):
-            said = _error_text(resp) or "no reason given"
+            said = error_text(resp) or "no reason given"
             raise SourceAuthError(
                 s._redact(
                     f"ServiceNow refused the OAuth {form['grant_type']} grant for user '{s.username}' "
@@ -416,7 +386,7 @@ class _OAuth:
             token = resp.json()
         except ValueError:
             raise SourceBadResponse(
-                _bad_body(resp.headers.get("Content-Type", ""), None, what, s.base_url)
+                bad_body(resp.headers.get("Content-Type", ""), None, what, s.base_url)
             ) from None
         if not isinstance(token, dict) or not token.get("access_token"):
             raise SourceBadResponse(f"{what} answered without an access_token")
@@ -501,90 +471,3 @@ def _result(body: Any) -> list[Any]:
         if isinstance(body.get("error"), dict):
             raise pysnow.exceptions.ResponseError(body["error"])
     raise pysnow.exceptions.MissingResult("the expected 'result' key is missing from the answer")
-
-
-def _json_body(http: requests.Response) -> Any:
-    """The JSON of a streamed answer, read in one call: ``requests`` reads a body 10 KB at a time, and
-    each read gives up the GIL, which the poll's other thread (busy committing) then holds for up to
-    the switch interval (5 ms); a page of 500 records is ~70 such reads. Decoded as ``Response.json``
-    does: with the declared charset (bad bytes replaced), else by JSON's own detection."""
-    body = http.raw.read(decode_content=True)
-    encoding = http.encoding
-    if encoding is None:
-        return json.loads(body)
-    try:
-        text = str(body, encoding, errors="replace")
-    except LookupError:  # an unknown charset: as requests does
-        text = str(body, errors="replace")
-    return json.loads(text)
-
-
-def _no_record_found(resp: requests.Response) -> bool:
-    return resp.status_code == 404 and _error_text(resp).startswith("No Record found")
-
-
-def _error_text(resp: requests.Response) -> str:
-    """``message: detail`` of the ServiceNow (or OAuth) error envelope; "" when the body has none."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return "an HTML page" if "html" in resp.headers.get("Content-Type", "") else ""
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        parts = [str(err.get(k) or "") for k in ("message", "detail")]
-        return ": ".join(p for p in parts if p)[:300]
-    if isinstance(err, str):  # OAuth: {"error": "...", "error_description": "..."}
-        return ": ".join(p for p in (err, str(body.get("error_description") or "")) if p)[:300]
-    return ""
-
-
-def _bad_body(content_type: str, err: Exception | None, what: str, base_url: str) -> str:
-    if "html" in content_type.lower():
-        return (
-            f"{what} answered with an HTML page instead of JSON: the instance may be hibernating or "
-            f"asking for a login (wake it up at {base_url}); not treated as 'no changes'"
-        )
-    reason = f" ({type(err).__name__}: {str(err)[:120]})" if err else ""
-    return f"{what} answered with truncated or invalid JSON{reason}; not treated as 'no changes'"
-
-
-def _transport_error(e: BaseException, what: str, timeout: float) -> SourceUnavailable:
-    if isinstance(e, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
-        return SourceUnavailable(f"{what} did not answer within {timeout:g}s")
-    text = str(e)
-    match = re.search(
-        r"\[Errno -?\d+\][^'\")]*|Connection (?:refused|reset|aborted)[^'\")]*|"
-        r"Remote end closed connection[^'\")]*|IncompleteRead[^'\")]*",
-        text,
-    )
-    reason = match.group(0).strip(" .,") if match else type(e).__name__
-    return SourceUnavailable(f"cannot reach {what}: {reason}")
-
-
-def _has_next_link(headers: CaseInsensitiveDict[str]) -> bool:
-    link = headers.get("Link")
-    return link is not None and any(item.get("rel") == "next" for item in parse_header_links(link))
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
