@@ -93,7 +93,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
     """The state database for a read-only command: never created, never migrated (a database of
     another schema belongs to a daemon of another version). None, with a message, when unusable."""
-    from connector.store.sqlite import MIGRATIONS, Store
+    from connector.store.schema import MIGRATIONS
+    from connector.store.sqlite import Store
 
     path = settings.state.path
     if not path.exists():

@@ -15,7 +15,8 @@ from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.window import MaintenanceWindow, Phase, Problem, State
 from connector.source.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
-from connector.store.sqlite import MIGRATIONS, MessageRef, Store
+from connector.store.schema import MIGRATIONS
+from connector.store.sqlite import MessageRef, Store
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)

@@ -1,17 +1,7 @@
 """The state store: SQLite (stdlib, WAL), schema versioned with ``PRAGMA user_version``.
 
-What it keeps, and why each piece is needed to be exactly-once in effect:
-
-- ``windows``: each window as last seen and the phase last announced (the input of reconcile);
-- ``cursors``: the incremental-sync bookmark per source, written in the same transaction as the
-  windows and events that the fetched page produced;
-- ``events`` + ``deliveries``: the outbox; one delivery row per (event, target). A delivery goes
-  ``pending`` → ``inflight`` (committed *before* the request that is not idempotent) → ``done``.
-  An ``inflight`` row found later means "outcome unknown": the sink must look before it re-posts;
-- ``messages``: per window and target, the Slack message (``ts``) that is kept current;
-- ``problems``: tickets that could not become windows, with the reason, for ``windows --problems``;
-- ``silences``: Alertmanager silences per window;
-- ``meta``: the store's random id (namespaces event ids in Slack metadata) and small facts.
+:class:`Store` runs the migrations of :mod:`connector.store.schema` (which says what each table keeps
+and why) and holds the queries.
 """
 
 from __future__ import annotations
@@ -32,49 +22,7 @@ from connector.domain.reconcile import Tracked
 from connector.domain.window import TERMINAL_PHASES, Phase, Problem
 from connector.source.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
-
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE windows (
-        source TEXT NOT NULL, sys_id TEXT NOT NULL, number TEXT NOT NULL, phase TEXT NOT NULL,
-        window TEXT NOT NULL, PRIMARY KEY (source, sys_id));
-    CREATE TABLE cursors (
-        source TEXT NOT NULL, name TEXT NOT NULL, updated_on TEXT NOT NULL, sys_id TEXT NOT NULL,
-        PRIMARY KEY (source, name));
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, sys_id TEXT NOT NULL,
-        kind TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL);
-    CREATE TABLE deliveries (
-        event_id INTEGER NOT NULL REFERENCES events(id), target TEXT NOT NULL, state TEXT NOT NULL,
-        ts TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, updated_at TEXT NOT NULL,
-        PRIMARY KEY (event_id, target));
-    CREATE INDEX deliveries_open ON deliveries (target, state, event_id);
-    CREATE TABLE messages (
-        source TEXT NOT NULL, sys_id TEXT NOT NULL, target TEXT NOT NULL, ts TEXT, state TEXT NOT NULL,
-        rendered TEXT, PRIMARY KEY (source, sys_id, target));
-    CREATE TABLE problems (
-        source TEXT NOT NULL, sys_id TEXT NOT NULL, number TEXT NOT NULL, problems TEXT NOT NULL,
-        first_seen TEXT NOT NULL, PRIMARY KEY (source, sys_id));
-    CREATE TABLE silences (
-        source TEXT NOT NULL, sys_id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (source, sys_id));
-    """,
-    # 2: whether L1 was told about a window is recorded, not derived from its phase (a window first
-    # seen already over is tracked but never announced)
-    """
-    ALTER TABLE windows ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
-    UPDATE windows SET announced = (phase != 'pending');
-    """,
-    # 3: the channels that follow each window (routes can change), and per-channel one-off notes
-    """
-    CREATE TABLE targets (
-        source TEXT NOT NULL, sys_id TEXT NOT NULL, targets TEXT NOT NULL, PRIMARY KEY (source, sys_id));
-    INSERT OR REPLACE INTO targets(source, sys_id, targets)
-        SELECT e.source, e.sys_id, json_array(d.target) FROM events e JOIN deliveries d ON d.event_id = e.id
-        ORDER BY e.id;
-    """,
-]
+from connector.store.schema import MIGRATIONS
 
 OPEN_DELIVERY = ("pending", "inflight")
 
