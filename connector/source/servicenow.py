@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,11 +32,10 @@ import pysnow.exceptions
 import requests
 from requests.auth import HTTPBasicAuth
 
-from connector.errors import ConfigError, SourceAuthError, SourceBadResponse, SourceError, SourceUnavailable
+from connector.errors import ConfigError, SourceBadResponse, SourceError, SourceUnavailable
 from connector.source.answers import (
     TRANSPORT_ERRORS,
     bad_body,
-    error_text,
     has_next_link,
     http_error,
     int_or_none,
@@ -46,6 +44,7 @@ from connector.source.answers import (
     transport_error,
 )
 from connector.source.normalize import raw_value
+from connector.source.oauth import OAuthToken
 from connector.source.query import (
     Cursor,
     build_change_query,
@@ -120,11 +119,21 @@ class ServiceNowSource:
         self._base_path = f"/api/now/{api_version}" if api_version else "/api/now"
         self._owns_session = session is None
         self._session = session or requests.Session()
-        self._oauth: _OAuth | None = None
+        self._oauth: OAuthToken | None = None
         if oauth_client_id or oauth_client_secret:
             if not (oauth_client_id and oauth_client_secret):
                 raise ConfigError("servicenow.oauth_client_id and oauth_client_secret must be set together")
-            self._oauth = _OAuth(self, oauth_client_id, oauth_client_secret, password)
+            self._oauth = OAuthToken(
+                session=self._session,
+                base_url=self.base_url,
+                username=username,
+                password=password,
+                client_id=oauth_client_id,
+                client_secret=oauth_client_secret,
+                timeout=timeout,
+                redact=self._redact,
+                error_for=self._http_error,
+            )
         else:
             # As UTF-8 bytes (RFC 7617): requests would encode str as Latin-1, and fail on anything else.
             self._session.auth = HTTPBasicAuth(username.encode(), password.encode())
@@ -318,79 +327,6 @@ class ServiceNowSource:
             if secret and len(secret) >= 4:
                 message = message.replace(secret, "********")
         return message
-
-
-class _OAuth:
-    """OAuth password grant against ``/oauth_token.do``, refreshed shortly before the token expires."""
-
-    def __init__(self, source: ServiceNowSource, client_id: str, client_secret: str, password: str) -> None:
-        self._source, self._client_id, self._client_secret = source, client_id, client_secret
-        self._password = password
-        self._access: str | None = None
-        self._refresh: str | None = None
-        self._expires_at = 0.0
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self._client_secret, self._access, self._refresh) if s)
-
-    def forget(self) -> None:
-        self._access = None
-
-    def header(self) -> str:
-        if self._access is None or time.monotonic() >= self._expires_at - 60:
-            token = None
-            if self._refresh is not None:
-                try:
-                    token = self._grant({"grant_type": "refresh_token", "refresh_token": self._refresh})
-                except SourceAuthError:
-                    token = None  # refresh token expired or revoked: log in again
-            if token is None:
-                login = {
-                    "grant_type": "password",
-                    "username": self._source.username,
-                    "password": self._password,
-                }
-                token = self._grant(login)
-            self._access = str(token["access_token"])
-            self._refresh = str(token.get("refresh_token") or "") or None
-            self._expires_at = time.monotonic() + float(token.get("expires_in") or 1800)
-        return f"Bearer {self._access}"
-
-    def _grant(self, form: dict[str, str]) -> dict[str, Any]:
-        s = self._source
-        what = f"the OAuth token endpoint of {s.base_url}"
-        data = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-            "Authorization": None,
-        }  # None: not the session's bearer header
-        try:
-            resp = s._session.post(
-                f"{s.base_url}/oauth_token.do", data=data, headers=headers, timeout=s._timeout
-            )
-        except TRANSPORT_ERRORS as e:
-            raise transport_error(e, what, s._timeout) from e
-        if resp.status_code in (400, 401, 403):
-            said = error_text(resp) or "no reason given"
-            raise SourceAuthError(
-                s._redact(
-                    f"ServiceNow refused the OAuth {form['grant_type']} grant for user '{s.username}' "
-                    f"(HTTP {resp.status_code}: {said}): check servicenow.username / the password, "
-                    "servicenow.oauth_client_id and the client secret"
-                )
-            )
-        if resp.status_code != 200:
-            raise s._http_error(resp, what)
-        try:
-            token = resp.json()
-        except ValueError:
-            raise SourceBadResponse(
-                bad_body(resp.headers.get("Content-Type", ""), None, what, s.base_url)
-            ) from None
-        if not isinstance(token, dict) or not token.get("access_token"):
-            raise SourceBadResponse(f"{what} answered without an access_token")
-        return token
 
 
 # -- helpers ------------------------------------------------------------------------------------------
