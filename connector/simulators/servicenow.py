@@ -11,7 +11,8 @@ It answers ``GET /api/now[/v1|/v2]/table/<table>[/<sys_id>]`` the way a real ins
 
 Faults are queued with :meth:`ServiceNowSimulator.inject` and consumed first-in first-out by matching
 requests. Every request is recorded in :attr:`ServiceNowSimulator.requests`. The encoded-query
-grammar lives in :mod:`connector.simulators.snow_query`.
+grammar lives in :mod:`connector.simulators.snow_query`; the record helpers tests import from here
+(``make_change``, ``format_snow_datetime``) in :mod:`connector.simulators.snow_fixtures`.
 
 Run standalone: ``python -m connector.simulators.servicenow --port 8081``.
 """
@@ -38,7 +39,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from connector.simulators.snow_fixtures import format_snow_datetime, make_change
 from connector.simulators.snow_query import parse_query, select
+
+__all__ = ["RequestLogEntry", "ServiceNowSimulator", "format_snow_datetime", "main", "make_change"]
 
 REFERENCES: dict[str, str] = {
     "cmdb_ci": "cmdb_ci",
@@ -112,57 +116,6 @@ class _Reply:
     body: bytes
     content_type: str = _JSON
     headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-def format_snow_datetime(moment: datetime | None) -> str:
-    """A raw ServiceNow date-time: UTC ``YYYY-MM-DD HH:MM:SS``; naive means UTC; None gives ""."""
-    if moment is None:
-        return ""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def make_change(
-    number: str,
-    *,
-    short_description: str,
-    start: datetime | None,
-    end: datetime | None,
-    state: str = "-2",
-    cmdb_ci: str = "",
-    assignment_group: str = "",
-    assigned_to: str = "",
-    type: str = "normal",
-    risk: str = "3",
-    priority: str = "3",
-    description: str = "",
-    **extra: str,
-) -> dict[str, str]:
-    """A change_request record with raw values, ready for :meth:`ServiceNowSimulator.put_record`."""
-    record = {
-        "number": number,
-        "short_description": short_description,
-        "description": description,
-        "type": type,
-        "state": state,
-        "approval": {"-5": "not requested", "-4": "not requested", "-3": "requested"}.get(state, "approved"),
-        "active": "false" if state in ("3", "4") else "true",
-        "category": "Other",
-        "start_date": format_snow_datetime(start),
-        "end_date": format_snow_datetime(end),
-        "work_start": "",
-        "work_end": "",
-        "cmdb_ci": cmdb_ci,
-        "assignment_group": assignment_group,
-        "assigned_to": assigned_to,
-        "risk": risk,
-        "priority": priority,
-        "close_code": "",
-        "close_notes": "",
-    }
-    record.update(extra)
-    return record
 
 
 def _envelope(
