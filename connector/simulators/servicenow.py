@@ -12,7 +12,8 @@ It answers ``GET /api/now[/v1|/v2]/table/<table>[/<sys_id>]`` the way a real ins
 Faults are queued with :meth:`ServiceNowSimulator.inject` and consumed first-in first-out by matching
 requests. Every request is recorded in :attr:`ServiceNowSimulator.requests`. The encoded-query
 grammar lives in :mod:`connector.simulators.snow_query`; the record helpers tests import from here
-(``make_change``, ``format_snow_datetime``) in :mod:`connector.simulators.snow_fixtures`.
+(``make_change``, ``format_snow_datetime``) in :mod:`connector.simulators.snow_fixtures`; the
+loopback HTTP server in :mod:`connector.simulators.snow_http`.
 
 Run standalone: ``python -m connector.simulators.servicenow --port 8081``.
 """
@@ -23,23 +24,21 @@ import argparse
 import base64
 import binascii
 import contextlib
-import json
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from connector.simulators.snow_fixtures import format_snow_datetime, make_change
+from connector.simulators.snow_http import Reply, Server, dump, envelope
 from connector.simulators.snow_query import parse_query, select
 
 __all__ = ["RequestLogEntry", "ServiceNowSimulator", "format_snow_datetime", "main", "make_change"]
@@ -80,7 +79,6 @@ CHOICE_LABELS: dict[tuple[str, str], dict[str, str]] = {
 
 _TABLE_PATH = re.compile(r"/api/now(?:/(?P<version>v1|v2))?/table/(?P<table>[^/]+)(?:/(?P<sys_id>[^/]+))?/?")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_JSON = "application/json;charset=UTF-8"
 _NOT_FOUND = ("No Record found", "Record doesn't exist or ACL restricts the record retrieval")
 _HIBERNATING_PAGE = (
     "<html><head><title>ServiceNow - Instance Hibernating</title></head><body>"
@@ -108,25 +106,6 @@ class _Fault:
     path_contains: str
     retry_after: int | None
     delay: float
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = _JSON
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _envelope(
-    status: int, message: str, detail: str | None, headers: list[tuple[str, str]] | None = None
-) -> _Reply:
-    body = {"error": {"message": message, "detail": detail}, "status": "failure"}
-    return _Reply(status, _dump(body), headers=headers or [])
-
-
-def _dump(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
 def _truthy(value: str | None) -> bool:
@@ -169,7 +148,7 @@ class ServiceNowSimulator:
             name: {*SYSTEM_FIELDS, *columns} for name, columns in TABLE_COLUMNS.items()
         }
         self._faults: list[_Fault] = []
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -184,7 +163,7 @@ class ServiceNowSimulator:
     def start(self) -> ServiceNowSimulator:
         if self._server is not None:
             raise RuntimeError("ServiceNowSimulator already started")
-        self._server = _Server((self.host, self.port), _Handler, self)
+        self._server = Server((self.host, self.port), self._handle)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="snow-sim", daemon=True
         )
@@ -295,44 +274,65 @@ class ServiceNowSimulator:
                     return fault
         return None
 
-    # -- HTTP semantics (transport-free: request in, _Reply out) ------------------------------------
+    # -- HTTP semantics (transport-free: request in, Reply out) -------------------------------------
 
-    def _fault_reply(self, fault: _Fault) -> _Reply | None:
+    def _handle(self, method: str, target: str, authorization: str | None, body: bytes) -> Reply | None:
+        """The reply to one HTTP request, or None to close the socket without answering."""
+        parts = urlsplit(target)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        fault = self._take_fault(target)
+        if fault is not None and fault.kind == "drop":
+            self._log(RequestLogEntry(method, parts.path, params, 0))
+            return None
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        reply = self._fault_reply(fault) if fault is not None else None
+        if reply is None:
+            try:
+                reply = self._respond(method, target, authorization, body)
+            except Exception as exc:  # a simulator bug must show up in the test, not hang the client
+                reply = envelope(500, "Simulator error", repr(exc))
+        if fault is not None and fault.kind == "truncated":
+            reply = replace(reply, body=reply.body[: len(reply.body) // 2])
+        self._log(RequestLogEntry(method, parts.path, params, reply.status))
+        return reply
+
+    def _fault_reply(self, fault: _Fault) -> Reply | None:
         """The canned answer of a status-like fault; None for faults that alter the normal answer."""
         headers = [("Retry-After", str(fault.retry_after))] if fault.retry_after is not None else []
         if fault.kind == "429":
             headers = headers or [("Retry-After", "1")]
-            return _envelope(429, "Too Many Requests", "Rate limit exceeded", headers)
+            return envelope(429, "Too Many Requests", "Rate limit exceeded", headers)
         if fault.kind == "500":
-            return _envelope(500, "Internal Server Error", "Simulated fault", headers)
+            return envelope(500, "Internal Server Error", "Simulated fault", headers)
         if fault.kind == "502":
-            return _Reply(502, _BAD_GATEWAY_PAGE.encode(), "text/html;charset=UTF-8", headers)
+            return Reply(502, _BAD_GATEWAY_PAGE.encode(), "text/html;charset=UTF-8", headers)
         if fault.kind == "503":
-            return _envelope(503, "Service Unavailable", "Simulated fault", headers)
+            return envelope(503, "Service Unavailable", "Simulated fault", headers)
         if fault.kind == "401":
-            return _envelope(401, "User Not Authenticated", "Required to provide Auth information")
+            return envelope(401, "User Not Authenticated", "Required to provide Auth information")
         if fault.kind == "403":
-            return _envelope(403, "User Not Authorized", "Failed API level ACL Validation")
+            return envelope(403, "User Not Authorized", "Failed API level ACL Validation")
         if fault.kind == "html":
-            return _Reply(200, _HIBERNATING_PAGE.encode(), "text/html;charset=UTF-8")
+            return Reply(200, _HIBERNATING_PAGE.encode(), "text/html;charset=UTF-8")
         return None
 
-    def _respond(self, method: str, target: str, authorization: str | None, body: bytes) -> _Reply:
+    def _respond(self, method: str, target: str, authorization: str | None, body: bytes) -> Reply:
         parts = urlsplit(target)
         if method == "POST" and parts.path == "/oauth_token.do":
             return self._oauth_token(dict(parse_qsl(body.decode("utf-8", "replace"))))
         if not self._authorized(authorization):
-            return _envelope(401, "User Not Authenticated", "Required to provide Auth information")
+            return envelope(401, "User Not Authenticated", "Required to provide Auth information")
         match = _TABLE_PATH.fullmatch(parts.path)
         if match is None:
-            return _envelope(400, "Requested URI does not represent any resource", None)
+            return envelope(400, "Requested URI does not represent any resource", None)
         if method != "GET":
-            return _envelope(405, "Method not Supported", f"{method} is not supported by the simulator")
+            return envelope(405, "Method not Supported", f"{method} is not supported by the simulator")
         params_list = parse_qsl(parts.query, keep_blank_values=True)
         table, sys_id = match["table"], match["sys_id"]
         with self._lock:
             if table not in self._tables:
-                return _envelope(400, f"Invalid table {table}", None)
+                return envelope(400, f"Invalid table {table}", None)
             if sys_id is not None:
                 return self._get_one(table, sys_id, dict(params_list))
             return self._get_list(table, match["version"], parts.path, params_list)
@@ -352,7 +352,7 @@ class ServiceNowSimulator:
         same_user = secrets.compare_digest(user.encode(), self.username.encode())
         return same_user and secrets.compare_digest(password.encode(), self.password.encode())
 
-    def _oauth_token(self, form: dict[str, str]) -> _Reply:
+    def _oauth_token(self, form: dict[str, str]) -> Reply:
         grant = form.get("grant_type")
         with self._lock:
             if grant == "password":
@@ -363,28 +363,28 @@ class ServiceNowSimulator:
             else:
                 ok = False
             if not ok:
-                return _Reply(401, _dump({"error_description": "access_denied", "error": "server_error"}))
+                return Reply(401, dump({"error_description": "access_denied", "error": "server_error"}))
             access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
             self.bearer_tokens.add(access)
             self._refresh_tokens.add(refresh)
         token = {"access_token": access, "refresh_token": refresh, "scope": "useraccount",
                  "token_type": "Bearer", "expires_in": 1800}  # fmt: skip
-        return _Reply(200, _dump(token))
+        return Reply(200, dump(token))
 
-    def _get_one(self, table: str, sys_id: str, params: dict[str, str]) -> _Reply:
+    def _get_one(self, table: str, sys_id: str, params: dict[str, str]) -> Reply:
         row = self._tables[table].get(sys_id)
         if row is None or (self.hidden is not None and self.hidden(table, row)):
-            return _envelope(404, *_NOT_FOUND)
+            return envelope(404, *_NOT_FOUND)
         render = self._renderer(table, params)
-        return _Reply(200, _dump({"result": render(row)}))
+        return Reply(200, dump({"result": render(row)}))
 
     def _get_list(
         self, table: str, version: str | None, path: str, params_list: list[tuple[str, str]]
-    ) -> _Reply:
+    ) -> Reply:
         params = dict(params_list)
         offset = _int_param(params, "sysparm_offset", 0)
         if offset < 0:
-            return _envelope(400, f"offset is {offset}", "Negative offset is not supported")
+            return envelope(400, f"offset is {offset}", "Negative offset is not supported")
         limit = _int_param(params, "sysparm_limit", 10000)
         limit = limit if limit > 0 else 10000
         query_text = params.get("sysparm_query") or "^".join(
@@ -402,7 +402,7 @@ class ServiceNowSimulator:
             hidden = self.hidden
             page = [row for row in page if not hidden(table, row)]
         if not page and version == "v1":
-            return _envelope(404, *_NOT_FOUND)
+            return envelope(404, *_NOT_FOUND)
         headers = []
         if not _truthy(params.get("sysparm_no_count")):
             headers.append(("X-Total-Count", str(len(rows))))
@@ -410,7 +410,7 @@ class ServiceNowSimulator:
         if not one_page and not _truthy(params.get("sysparm_suppress_pagination_header")):
             headers.append(("Link", self._link_header(path, params_list, offset, limit, len(rows))))
         render = self._renderer(table, params)
-        return _Reply(200, _dump({"result": [render(row) for row in page]}), headers=headers)
+        return Reply(200, dump({"result": [render(row) for row in page]}), headers=headers)
 
     def _link_header(
         self, path: str, params_list: list[tuple[str, str]], offset: int, limit: int, total: int
@@ -491,95 +491,6 @@ def _check_strings(record: dict[str, str]) -> None:
     bad = sorted(name for name, value in record.items() if not isinstance(value, str))
     if bad:
         raise TypeError(f"ServiceNow raw values are strings; not strings: {', '.join(bad)}")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: ServiceNowSimulator
-    ) -> None:
-        self.sim = sim
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """End idle keep-alive connections so their handler threads finish."""
-        with self._open_lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients hanging up mid-answer are normal here; stay quiet
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # TCP_NODELAY, as web servers and load balancers in front of an instance set it: with Nagle on,
-    # the body (written after the headers) of an answer smaller than a segment waited for the
-    # client's delayed ACK, ~40 ms per small answer (task_ci, by-id lookups) that no instance adds.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _dispatch(self, method: str) -> None:
-        sim = self.server.sim
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        parts = urlsplit(self.path)
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        fault = sim._take_fault(self.path)
-        if fault is not None and fault.kind == "drop":
-            sim._log(RequestLogEntry(method, parts.path, params, 0))
-            self.close_connection = True
-            return
-        if fault is not None and fault.kind == "slow":
-            time.sleep(fault.delay)
-        reply = sim._fault_reply(fault) if fault is not None else None
-        if reply is None:
-            try:
-                reply = sim._respond(method, self.path, self.headers.get("Authorization"), body)
-            except Exception as exc:  # a simulator bug must show up in the test, not hang the client
-                reply = _envelope(500, "Simulator error", repr(exc))
-        if fault is not None and fault.kind == "truncated":
-            reply = replace(reply, body=reply.body[: len(reply.body) // 2])
-        sim._log(RequestLogEntry(method, parts.path, params, reply.status))
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(reply.body)
 
 
 def _sample_data(sim: ServiceNowSimulator) -> None:
