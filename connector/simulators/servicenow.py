@@ -9,11 +9,12 @@ It answers ``GET /api/now[/v1|/v2]/table/<table>[/<sys_id>]`` the way a real ins
 * display values show date-times in the API user's zone (America/Los_Angeles) and US format;
 * ``X-Total-Count`` and ``Link`` headers, and the error envelope ``{"error": {...}, "status": "failure"}``.
 
-Faults are queued with :meth:`ServiceNowSimulator.inject` and consumed first-in first-out by matching
-requests. Every request is recorded in :attr:`ServiceNowSimulator.requests`. The encoded-query
-grammar lives in :mod:`connector.simulators.snow_query`; the record helpers tests import from here
-(``make_change``, ``format_snow_datetime``) in :mod:`connector.simulators.snow_fixtures`; the
-loopback HTTP server in :mod:`connector.simulators.snow_http`.
+Faults (:mod:`connector.simulators.snow_faults`) are queued with :meth:`ServiceNowSimulator.inject`
+and consumed first-in first-out by matching requests. Every request is recorded in
+:attr:`ServiceNowSimulator.requests`. The encoded-query grammar lives in
+:mod:`connector.simulators.snow_query`; the record helpers tests import from here (``make_change``,
+``format_snow_datetime``) in :mod:`connector.simulators.snow_fixtures`; the loopback HTTP server in
+:mod:`connector.simulators.snow_http`.
 
 Run standalone: ``python -m connector.simulators.servicenow --port 8081``.
 """
@@ -37,6 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from connector.simulators.snow_faults import FAULTS, Fault, fault_reply
 from connector.simulators.snow_fixtures import format_snow_datetime, make_change
 from connector.simulators.snow_http import Reply, Server, dump, envelope
 from connector.simulators.snow_query import parse_query, select
@@ -66,7 +68,6 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 """Tables that exist from the start and their columns; put_record adds tables and columns."""
 
-FAULTS = frozenset({"429", "500", "502", "503", "401", "403", "html", "truncated", "slow", "drop"})
 DISPLAY_ZONE = ZoneInfo("America/Los_Angeles")
 DISPLAY_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 CHOICE_LABELS: dict[tuple[str, str], dict[str, str]] = {
@@ -80,15 +81,6 @@ CHOICE_LABELS: dict[tuple[str, str], dict[str, str]] = {
 _TABLE_PATH = re.compile(r"/api/now(?:/(?P<version>v1|v2))?/table/(?P<table>[^/]+)(?:/(?P<sys_id>[^/]+))?/?")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _NOT_FOUND = ("No Record found", "Record doesn't exist or ACL restricts the record retrieval")
-_HIBERNATING_PAGE = (
-    "<html><head><title>ServiceNow - Instance Hibernating</title></head><body>"
-    "<h1>Your instance is hibernating</h1><p>Sign in to the ServiceNow Developer Program to wake it up.</p>"
-    '<form action="/login.do" method="post"><input name="user_name"/><input name="user_password" '
-    'type="password"/></form></body></html>'
-)
-_BAD_GATEWAY_PAGE = (
-    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
-)
 
 
 @dataclass(frozen=True)
@@ -97,15 +89,6 @@ class RequestLogEntry:
     path: str  # URL path without the query string
     params: dict[str, str]  # query parameters; the last one wins when a name repeats
     status: int  # 0 when the "drop" fault closed the connection without an answer
-
-
-@dataclass
-class _Fault:
-    kind: str
-    count: int
-    path_contains: str
-    retry_after: int | None
-    delay: float
 
 
 def _truthy(value: str | None) -> bool:
@@ -147,7 +130,7 @@ class ServiceNowSimulator:
         self._columns: dict[str, set[str]] = {
             name: {*SYSTEM_FIELDS, *columns} for name, columns in TABLE_COLUMNS.items()
         }
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -249,7 +232,7 @@ class ServiceNowSimulator:
         if count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:
-            self._faults.append(_Fault(fault, count, path_contains, retry_after, delay))
+            self._faults.append(Fault(fault, count, path_contains, retry_after, delay))
 
     def reset_requests(self) -> None:
         with self._log_lock:
@@ -264,7 +247,7 @@ class ServiceNowSimulator:
         with self._lock:
             return sum(f.count for f in self._faults)
 
-    def _take_fault(self, target: str) -> _Fault | None:
+    def _take_fault(self, target: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.path_contains in target:
@@ -286,7 +269,7 @@ class ServiceNowSimulator:
             return None
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
-        reply = self._fault_reply(fault) if fault is not None else None
+        reply = fault_reply(fault) if fault is not None else None
         if reply is None:
             try:
                 reply = self._respond(method, target, authorization, body)
@@ -296,26 +279,6 @@ class ServiceNowSimulator:
             reply = replace(reply, body=reply.body[: len(reply.body) // 2])
         self._log(RequestLogEntry(method, parts.path, params, reply.status))
         return reply
-
-    def _fault_reply(self, fault: _Fault) -> Reply | None:
-        """The canned answer of a status-like fault; None for faults that alter the normal answer."""
-        headers = [("Retry-After", str(fault.retry_after))] if fault.retry_after is not None else []
-        if fault.kind == "429":
-            headers = headers or [("Retry-After", "1")]
-            return envelope(429, "Too Many Requests", "Rate limit exceeded", headers)
-        if fault.kind == "500":
-            return envelope(500, "Internal Server Error", "Simulated fault", headers)
-        if fault.kind == "502":
-            return Reply(502, _BAD_GATEWAY_PAGE.encode(), "text/html;charset=UTF-8", headers)
-        if fault.kind == "503":
-            return envelope(503, "Service Unavailable", "Simulated fault", headers)
-        if fault.kind == "401":
-            return envelope(401, "User Not Authenticated", "Required to provide Auth information")
-        if fault.kind == "403":
-            return envelope(403, "User Not Authorized", "Failed API level ACL Validation")
-        if fault.kind == "html":
-            return Reply(200, _HIBERNATING_PAGE.encode(), "text/html;charset=UTF-8")
-        return None
 
     def _respond(self, method: str, target: str, authorization: str | None, body: bytes) -> Reply:
         parts = urlsplit(target)
