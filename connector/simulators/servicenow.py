@@ -13,7 +13,8 @@ Faults (:mod:`connector.simulators.snow_faults`) are queued with :meth:`ServiceN
 and consumed first-in first-out by matching requests. Every request is recorded in
 :attr:`ServiceNowSimulator.requests`. The encoded-query grammar lives in
 :mod:`connector.simulators.snow_query`; the record helpers tests import from here (``make_change``,
-``format_snow_datetime``) in :mod:`connector.simulators.snow_fixtures`; the loopback HTTP server in
+``format_snow_datetime``) in :mod:`connector.simulators.snow_fixtures`; the schema, dot-walking and
+how a record is shown in :mod:`connector.simulators.snow_records`; the loopback HTTP server in
 :mod:`connector.simulators.snow_http`.
 
 Run standalone: ``python -m connector.simulators.servicenow --port 8081``.
@@ -34,52 +35,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 from connector.simulators.snow_faults import FAULTS, Fault, fault_reply
 from connector.simulators.snow_fixtures import format_snow_datetime, make_change
 from connector.simulators.snow_http import Reply, Server, dump, envelope
 from connector.simulators.snow_query import parse_query, select
+from connector.simulators.snow_records import (
+    SYSTEM_FIELDS,
+    TABLE_COLUMNS,
+    RecordView,
+    check_strings,
+    truthy,
+)
 
 __all__ = ["RequestLogEntry", "ServiceNowSimulator", "format_snow_datetime", "main", "make_change"]
 
-REFERENCES: dict[str, str] = {
-    "cmdb_ci": "cmdb_ci",
-    "ci_item": "cmdb_ci",
-    "task": "change_request",
-    "assignment_group": "sys_user_group",
-    "assigned_to": "sys_user",
-}
-"""Reference field name -> target table. The stored value is the target's sys_id."""
-
-SYSTEM_FIELDS = ("sys_id", "sys_created_on", "sys_updated_on", "sys_mod_count")
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "change_request": (
-        "number", "short_description", "description", "type", "state", "approval", "active", "category",
-        "start_date", "end_date", "work_start", "work_end", "cmdb_ci", "assignment_group", "assigned_to",
-        "risk", "priority", "close_code", "close_notes",
-    ),
-    "task_ci": ("task", "ci_item"),
-    "cmdb_ci": ("name",),
-    "sys_user_group": ("name",),
-    "sys_user": ("name", "user_name"),
-}  # fmt: skip
-"""Tables that exist from the start and their columns; put_record adds tables and columns."""
-
-DISPLAY_ZONE = ZoneInfo("America/Los_Angeles")
-DISPLAY_FORMAT = "%m/%d/%Y %I:%M:%S %p"
-CHOICE_LABELS: dict[tuple[str, str], dict[str, str]] = {
-    ("change_request", "state"): {
-        "-5": "New", "-4": "Assess", "-3": "Authorize", "-2": "Scheduled",
-        "-1": "Implement", "0": "Review", "3": "Closed", "4": "Canceled",
-    },
-    ("change_request", "type"): {"standard": "Standard", "normal": "Normal", "emergency": "Emergency"},
-}  # fmt: skip
-
 _TABLE_PATH = re.compile(r"/api/now(?:/(?P<version>v1|v2))?/table/(?P<table>[^/]+)(?:/(?P<sys_id>[^/]+))?/?")
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _NOT_FOUND = ("No Record found", "Record doesn't exist or ACL restricts the record retrieval")
 
 
@@ -89,10 +61,6 @@ class RequestLogEntry:
     path: str  # URL path without the query string
     params: dict[str, str]  # query parameters; the last one wins when a name repeats
     status: int  # 0 when the "drop" fault closed the connection without an answer
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() == "true"
 
 
 def _int_param(params: dict[str, str], name: str, default: int) -> int:
@@ -130,6 +98,7 @@ class ServiceNowSimulator:
         self._columns: dict[str, set[str]] = {
             name: {*SYSTEM_FIELDS, *columns} for name, columns in TABLE_COLUMNS.items()
         }
+        self._view = RecordView(self._tables, self._columns, lambda: self.url)
         self._faults: list[Fault] = []
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -176,7 +145,7 @@ class ServiceNowSimulator:
 
     def put_record(self, table: str, record: dict[str, str]) -> dict[str, str]:
         """Insert, or replace the record with the same sys_id; returns the stored copy."""
-        _check_strings(record)
+        check_strings(record)
         with self._lock:
             rows = self._tables.setdefault(table, {})
             stored = dict(record)
@@ -192,7 +161,7 @@ class ServiceNowSimulator:
 
     def update_record(self, table: str, sys_id: str, **fields: str) -> dict[str, str]:
         """Change some fields of an existing record (KeyError if absent); returns the stored copy."""
-        _check_strings(fields)
+        check_strings(fields)
         if fields.get("sys_id", sys_id) != sys_id:
             raise ValueError("update_record cannot change sys_id")
         with self._lock:
@@ -338,7 +307,7 @@ class ServiceNowSimulator:
         row = self._tables[table].get(sys_id)
         if row is None or (self.hidden is not None and self.hidden(table, row)):
             return envelope(404, *_NOT_FOUND)
-        render = self._renderer(table, params)
+        render = self._view.renderer(table, params)
         return Reply(200, dump({"result": render(row)}))
 
     def _get_list(
@@ -356,8 +325,8 @@ class ServiceNowSimulator:
         rows = select(
             list(self._tables[table].values()),
             parse_query(query_text),
-            value_of=self._value_of,
-            is_field=lambda name: self._is_field(table, name),
+            value_of=self._view.value_of,
+            is_field=lambda name: self._view.is_field(table, name),
             invalid_returns_no_rows=self.invalid_query_returns_no_rows,
         )
         page = rows[offset : offset + limit]
@@ -367,12 +336,12 @@ class ServiceNowSimulator:
         if not page and version == "v1":
             return envelope(404, *_NOT_FOUND)
         headers = []
-        if not _truthy(params.get("sysparm_no_count")):
+        if not truthy(params.get("sysparm_no_count")):
             headers.append(("X-Total-Count", str(len(rows))))
         one_page = offset == 0 and len(rows) <= limit
-        if not one_page and not _truthy(params.get("sysparm_suppress_pagination_header")):
+        if not one_page and not truthy(params.get("sysparm_suppress_pagination_header")):
             headers.append(("Link", self._link_header(path, params_list, offset, limit, len(rows))))
-        render = self._renderer(table, params)
+        render = self._view.renderer(table, params)
         return Reply(200, dump({"result": [render(row) for row in page]}), headers=headers)
 
     def _link_header(
@@ -391,69 +360,6 @@ class ServiceNowSimulator:
             links.append(link("next", offset + limit))
         links.append(link("last", max(0, (total - 1) // limit * limit)))
         return ",".join(links)
-
-    # -- records as the API shows them --------------------------------------------------------------
-
-    def _value_of(self, record: dict[str, str], name: str) -> str:
-        """Raw value of a possibly dot-walked field, "" when anything on the way is missing."""
-        head, dot, rest = name.partition(".")
-        value = record.get(head, "")
-        while dot and value:
-            target = self._tables.get(REFERENCES.get(head, ""), {}).get(value)
-            if target is None:
-                return ""
-            head, dot, rest = rest.partition(".")
-            value = target.get(head, "")
-        return value
-
-    def _is_field(self, table: str, name: str) -> bool:
-        head, dot, rest = name.partition(".")
-        if head not in self._columns.get(table, ()):
-            return False
-        return not dot or (head in REFERENCES and self._is_field(REFERENCES[head], rest))
-
-    def _renderer(self, table: str, params: dict[str, str]) -> Callable[[dict[str, str]], dict[str, Any]]:
-        requested = [name.strip() for name in params.get("sysparm_fields", "").split(",") if name.strip()]
-        fields = list(dict.fromkeys(name for name in requested if self._is_field(table, name)))
-        columns = sorted(self._columns[table])
-        mode = params.get("sysparm_display_value", "false").strip().lower()
-        mode = mode if mode in ("true", "all") else "false"
-        bare = _truthy(params.get("sysparm_exclude_reference_link"))
-
-        def render(record: dict[str, str]) -> dict[str, Any]:
-            names = fields or [*record, *(name for name in columns if name not in record)]
-            return {name: self._show(table, name, self._value_of(record, name), mode, bare) for name in names}
-
-        return render
-
-    def _show(self, table: str, name: str, raw: str, mode: str, bare: bool) -> Any:
-        target = REFERENCES.get(name.rpartition(".")[2])
-        link = None if target is None or bare or not raw else f"{self.url}/api/now/table/{target}/{raw}"
-        if mode == "false":
-            return raw if link is None else {"link": link, "value": raw}
-        shown = self._display_value(table, name, target, raw)
-        if mode == "true":
-            return shown if link is None else {"display_value": shown, "link": link}
-        if link is None:
-            return {"display_value": shown, "value": raw}
-        return {"display_value": shown, "link": link, "value": raw}
-
-    def _display_value(self, table: str, name: str, target: str | None, raw: str) -> str:
-        if not raw:
-            return ""
-        if target is not None:
-            row = self._tables.get(target, {}).get(raw, {})
-            return row.get("name") or row.get("number") or ""
-        if _DATETIME.fullmatch(raw):
-            moment = datetime.strptime(raw, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
-            return moment.astimezone(DISPLAY_ZONE).strftime(DISPLAY_FORMAT)
-        return CHOICE_LABELS.get((table, name), {}).get(raw, raw)
-
-
-def _check_strings(record: dict[str, str]) -> None:
-    bad = sorted(name for name, value in record.items() if not isinstance(value, str))
-    if bad:
-        raise TypeError(f"ServiceNow raw values are strings; not strings: {', '.join(bad)}")
 
 
 def _sample_data(sim: ServiceNowSimulator) -> None:
