@@ -328,7 +328,8 @@ def test_username_without_password_is_reported() -> None:
     [
         (500, '"boom"', {}, True, None),
         (503, "", {"Retry-After": "7"}, True, 7.0),
-        (429, "", {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, True, None),
+        (429, "", {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, True, 0.0),  # a date already past
+        (503, "", {"Retry-After": "soon"}, True, None),  # unreadable: our own backoff
         (404, "", {}, False, None),  # e.g. a wrong base path behind a proxy
     ],
 )

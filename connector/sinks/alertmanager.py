@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from connector.errors import SinkError
+from connector.retry_after import retry_after_seconds
 from connector.sinks.silence_plan import SilenceOutcome, SilenceSpec
 from connector.sinks.silence_settings import AlertmanagerSettings, Matcher, matchers_key
 
@@ -145,12 +146,11 @@ class AlertmanagerClient:
                 auth=True,
             )
         excerpt = reply.text.strip()[:_BODY_EXCERPT]
-        retry_after = reply.headers.get("Retry-After", "")
         return AlertmanagerError(
             f"{where}: HTTP {status} {excerpt}",
             retryable=status == 429 or status >= 500,
             status=status,
-            retry_after=float(retry_after) if retry_after.isdigit() else None,
+            retry_after=retry_after_seconds(reply.headers.get("Retry-After")),
         )
 
     def _json(self, method: str, path: str, reply: requests.Response) -> Any:

@@ -18,18 +18,16 @@ Every Slack answer is classified once, in :meth:`SlackChannel._call`:
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.errors import SinkError, SinkPermanentError, SinkRetryableError
+from connector.retry_after import retry_after_seconds
 from connector.sinks.slack_render import Rendered
 
 #: The sink's logger: the lines logged here still name ``connector.sinks.slack``, as before the split.
@@ -105,23 +103,6 @@ class Answer:
             return self.error
         what = "an answer that is not JSON" if self.error == NOT_JSON else "no error code"
         return f"HTTP {self.status}, {what}" if self.status else what
-
-
-def retry_after_seconds(value: Any) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if value is None or value == "":
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        try:
-            when = email.utils.parsedate_to_datetime(str(value))
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def sdk_logger() -> logging.Logger:

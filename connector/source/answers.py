@@ -14,11 +14,8 @@ v1's 404 "No Record found" is not an error: :func:`no_record_found` tells it apa
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
-from datetime import datetime, timezone
 from typing import Any
 
 import requests
@@ -27,6 +24,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import parse_header_links
 
 from connector.errors import SourceAuthError, SourceBadResponse, SourceError, SourceUnavailable
+from connector.retry_after import retry_after_seconds
 
 TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
@@ -53,7 +51,7 @@ def http_error(resp: requests.Response, what: str, username: str, *, oauth: bool
             "(for example the itil role) or fix the table's ACLs"
         )
     elif status in (408, 429) or status >= 500:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
         kind = "rate limit reached" if status == 429 else "unavailable"
         wait = f"; it asks to retry after {retry_after:.0f}s" if retry_after is not None else ""
         error = SourceUnavailable(f"ServiceNow {kind} for {what} ({said}){wait}", retry_after=retry_after)
@@ -135,20 +133,3 @@ def int_or_none(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
