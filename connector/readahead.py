@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem, phase_at
+from connector.memory import limit_malloc_arenas
 from connector.source.query import Cursor
 
 # the poll's logger: its name is in the log lines, and the read-ahead is part of the poll
@@ -34,8 +35,9 @@ log = logging.getLogger("connector.sync")
 CI_BATCH_IDS = 100
 CI_BATCH_PAGES = 4
 #: Pages read ahead of the one being committed (each a few MB of decoded records, so: few): normalized
-#: and waiting to be committed, and requested from the fetching thread.
-READ_AHEAD_PAGES = 4
+#: and waiting to be committed (one: each held page stays in the resident high-water mark for good,
+#: see connector.memory), and requested from the fetching thread.
+READ_AHEAD_PAGES = 1
 FETCH_AHEAD_PAGES = 2
 #: While waiting for the reader longer than this, ``progress`` is called if it read something since.
 _WAIT_BEAT = 1.0
@@ -172,9 +174,11 @@ class PageReader:
     task_cis: Callable[[Sequence[str]], dict[str, list[str]]]
     now: datetime
     name: str
+    id_field: str = "sys_id"
 
     def ahead(self, on_wait: Callable[[], None]) -> Ahead[Page]:
         """The pages, read ahead in a thread named after the poll; iterate inside its ``with`` block."""
+        limit_malloc_arenas()  # before the first thread allocates: see connector.memory
         return Ahead[Page](self._read_pages, depth=READ_AHEAD_PAGES, on_wait=on_wait, name=self.name)
 
     def _read_pages(self, ahead: Ahead[Page]) -> Iterator[Page]:
@@ -218,7 +222,12 @@ class PageReader:
                 return
             records, page_cursor = got
             pages_left = getattr(got, "pages_left", None)  # a hint from the source, when it has one
-            page: list[tuple[Mapping[str, Any], Normalized]] = [(r, self.normalize(r)) for r in records]
+            # Of each record, committing needs its id only: the rest is dropped here, so the pages read
+            # ahead hold windows, not the records they were made from as well.
+            page: list[tuple[Mapping[str, Any], Normalized]] = [
+                ({self.id_field: r.get(self.id_field)}, self.normalize(r)) for r in records
+            ]
+            del records, got
             wanted = [
                 w.sys_id
                 for _, w in page

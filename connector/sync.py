@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 from connector.domain.events import ENTERED, Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, Problem, phase_at
+from connector.memory import release_after_catch_up
 from connector.readahead import Normalized, Page, PageReader
 from connector.source.mapping import SourceMapping
 from connector.source.normalize import normalize_change
@@ -33,6 +34,10 @@ from connector.source.query import Cursor, next_cursor
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+
+#: A poll that read more tickets than this (several pages: a first sync, a catch-up) gives the memory
+#: it used back before the daemon goes back to idling.
+RELEASE_AFTER_TICKETS = 1000
 
 _FOREVER = datetime.max.replace(tzinfo=timezone.utc)
 
@@ -149,6 +154,7 @@ class Syncer:
             task_cis=self._task_cis,
             now=now,
             name=f"poll-{self.name}",
+            id_field=self.id_field,
         ).ahead(on_wait=progress)
         with read:
             for page in read:
@@ -167,6 +173,8 @@ class Syncer:
                     for target in self.targets:
                         self.store.meta_set(f"digest:{target}", "pending")
         result.add(self._poll_task_cis(now))
+        if result.fetched > RELEASE_AFTER_TICKETS:
+            release_after_catch_up()
         return result
 
     def _known(self, page: Page) -> _Known:
