@@ -25,6 +25,11 @@ from connector.store.codec import event_from_dict, event_to_dict, window_from_di
 from connector.store.schema import MIGRATIONS
 
 OPEN_DELIVERY = ("pending", "inflight")
+_SAVE_WINDOW = (
+    "INSERT INTO windows(source, sys_id, number, phase, announced, window) VALUES(?,?,?,?,?,?) "
+    "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, phase=excluded.phase, "
+    "announced=excluded.announced, window=excluded.window"
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Store:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.RLock()
         self._depth = 0
+        self._pending_windows: list[tuple[Any, ...]] = []  # saved in this transaction, not yet written
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # 512 KiB of page cache instead of SQLite's 2 MiB: the database is small and sits in the OS
@@ -111,7 +117,9 @@ class Store:
             self._depth = 1
             try:
                 yield
+                self._flush()
             except BaseException:
+                self._pending_windows.clear()
                 self._db.execute("ROLLBACK")
                 raise
             else:
@@ -122,6 +130,20 @@ class Store:
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    def _windows_q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read of the windows table: it sees every window saved before it (``save_tracked``)."""
+        with self._lock:
+            self._flush()
+            return self._db.execute(sql, args).fetchall()
+
+    def _flush(self) -> None:
+        """Write the windows saved in this transaction so far: one ``executemany`` per page of a poll,
+        not one statement per ticket (each statement lets go of the GIL, and with the read-ahead
+        threads busy, getting it back cost more than the write)."""
+        if self._pending_windows:
+            rows, self._pending_windows = self._pending_windows, []
+            self._db.executemany(_SAVE_WINDOW, rows)
 
     def _x(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -146,7 +168,8 @@ class Store:
 
     # -- windows ----------------------------------------------------------------------------------
     def get_tracked(self, key: tuple[str, str]) -> Tracked | None:
-        rows = self._q("SELECT window, phase, announced FROM windows WHERE source=? AND sys_id=?", key)
+        sql = "SELECT window, phase, announced FROM windows WHERE source=? AND sys_id=?"
+        rows = self._windows_q(sql, key)
         return _tracked(*rows[0]) if rows else None
 
     def tracked_among(self, source: str, sys_ids: Sequence[str]) -> dict[str, Tracked]:
@@ -155,7 +178,7 @@ class Store:
         ids = list(dict.fromkeys(sys_ids))
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            rows = self._q(
+            rows = self._windows_q(
                 f"SELECT sys_id, window, phase, announced FROM windows WHERE source=? "
                 f"AND sys_id IN ({','.join('?' * len(chunk))})",
                 (source, *chunk),
@@ -174,25 +197,22 @@ class Store:
             args.append(source)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_tracked(*row) for row in self._q(sql, args)]
+        return [_tracked(*row) for row in self._windows_q(sql, args)]
 
     def phase_counts(self) -> dict[str, int]:
         """Windows per phase, counted by SQLite: the metrics need no window decoded."""
-        return {phase: n for phase, n in self._q("SELECT phase, COUNT(*) FROM windows GROUP BY phase")}
+        rows = self._windows_q("SELECT phase, COUNT(*) FROM windows GROUP BY phase")
+        return {phase: n for phase, n in rows}
 
     def save_tracked(self, t: Tracked) -> None:
-        self._x(
-            "INSERT INTO windows(source, sys_id, number, phase, announced, window) VALUES(?,?,?,?,?,?) "
-            "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, phase=excluded.phase, "
-            "announced=excluded.announced, window=excluded.window",
-            (
-                *t.window.key,
-                t.window.number,
-                t.phase.value,
-                int(t.announced),
-                json.dumps(window_to_dict(t.window)),
-            ),
-        )
+        """Inside a transaction the row is written before the next read or at commit (``_flush``)."""
+        w = t.window
+        row = (*w.key, w.number, t.phase.value, int(t.announced), json.dumps(window_to_dict(w)))
+        with self._lock:
+            if self._depth:
+                self._pending_windows.append(row)
+            else:
+                self._db.execute(_SAVE_WINDOW, row)
 
     def targets(self, key: tuple[str, str]) -> list[str] | None:
         """The channels following a window (``None``: never routed)."""
