@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sqlite3
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from types import FrameType
 
 from connector import __version__
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError, SinkError, SourceError
+from connector.signals import SignalWatcher
 
 log = logging.getLogger("connector")
 #: seconds from SIGTERM to exit, however long the current request hangs (systemd's limit is 15)
@@ -61,17 +59,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     stop, hup = threading.Event(), threading.Event()
     notifier = Notifier.from_env()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # logged by the loop, not here: a handler must not take the logging lock
-        # A request that hangs cannot be interrupted; every step commits atomically (a kill at any
-        # instant loses nothing, tests/test_crash.py), so past the deadline exiting is safe.
-        deadline = threading.Timer(STOP_DEADLINE, os._exit, args=(0,))
-        deadline.daemon = True
-        deadline.start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, lambda signum, frame: hup.set())
+    SignalWatcher(stop, hup, deadline=STOP_DEADLINE).install()
     app = _build(settings, args, stop)
     if settings.health.enabled:
         host, port = settings.health.address
