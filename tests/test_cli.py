@@ -77,7 +77,7 @@ def synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             )
         )  # fmt: skip
         monkeypatch.setenv("ITSM_SERVICENOW__PASSWORD", "secret")
-        monkeypatch.setenv("ITSM_SLACK__TOKEN", "xoxb-test-token")
+        monkeypatch.setenv("ITSM_SLACK__TOKEN", "xoxb-simulator")
         assert main(["sync", "-c", str(config)]) == 0
         assert len(slack.parents(CHANNEL)) == 2
     # From here on the commands run as an operator would, from a shell: no secrets in the environment.

@@ -50,7 +50,7 @@ def env(
                     "poll_interval": 5,
                 },
                 "slack": {
-                    "token": "xoxb-test-token",
+                    "token": "xoxb-simulator",
                     "channel": CHANNEL,
                     "base_url": slack.base_url,
                     "locale": "en",
@@ -180,7 +180,7 @@ def test_first_run_digest_then_normal_operation(tmp_path: Path) -> None:
             {
                 "servicenow": {"url": snow.url, "username": "admin", "password": "secret"},
                 "slack": {
-                    "token": "xoxb-test-token",
+                    "token": "xoxb-simulator",
                     "channel": CHANNEL,
                     "base_url": slack.base_url,
                     "post_interval": 0,
@@ -229,7 +229,7 @@ def test_an_announcement_that_mentions_someone_is_still_a_reply(tmp_path: Path) 
             {
                 "servicenow": {"url": snow.url, "username": "admin", "password": "secret"},
                 "slack": {
-                    "token": "xoxb-test-token",
+                    "token": "xoxb-simulator",
                     "channel": CHANNEL,
                     "base_url": slack.base_url,
                     "locale": "en",

@@ -59,7 +59,7 @@ def test_running_window_silences_its_cis_only_until_closed(tmp_path: Path) -> No
             {
                 "servicenow": {"url": snow.url, "username": "admin", "password": "secret"},
                 "slack": {
-                    "token": "xoxb-test-token",
+                    "token": "xoxb-simulator",
                     "channel": "C0MAINT01",
                     "base_url": slack.base_url,
                     "post_interval": 0,

@@ -57,7 +57,7 @@ def desk(
                     {"name": "globex", "url": globex.url, "username": "admin", "password": "secret"},
                 ],
                 "slack": {
-                    "token": "xoxb-test-token",
+                    "token": "xoxb-simulator",
                     "channel": ACME,
                     "base_url": slack.base_url,
                     "post_interval": 0,

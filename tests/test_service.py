@@ -162,7 +162,7 @@ def start(config: Path, stderr: tuple[int, int] | None = None, **env: str) -> Se
     environ.update(
         {
             "ITSM_SERVICENOW__PASSWORD": "secret",
-            "ITSM_SLACK__TOKEN": "xoxb-test-token",
+            "ITSM_SLACK__TOKEN": "xoxb-simulator",
             "PYTHONUNBUFFERED": "1",
             **env,
         }
@@ -395,7 +395,7 @@ def test_json_logs_one_object_per_line(
     docs = [json.loads(line) for line in service.lines]
     assert {"ts", "level", "logger", "msg"} <= set(docs[0])
     assert any(d["msg"].startswith("itsm-connector") and "started" in d["msg"] for d in docs)
-    assert "secret" not in service.log() and "xoxb-test-token" not in service.log()
+    assert "secret" not in service.log() and "xoxb-simulator" not in service.log()
 
 
 def test_a_long_first_sync_pings_between_pages(
@@ -409,7 +409,7 @@ def test_a_long_first_sync_pings_between_pages(
     snow, slack = sims
     seed(snow, datetime.now(timezone.utc), n=7)  # 8 tickets, 2 per page
     config = yaml.safe_load(write_config(tmp_path, snow, slack).read_text())
-    config["servicenow"]["password"], config["slack"]["token"] = "secret", "xoxb-test-token"
+    config["servicenow"]["password"], config["slack"]["token"] = "secret", "xoxb-simulator"
     app = build_app(Settings.model_validate(config))
     beats: list[int] = []
     daemon = Daemon(

@@ -20,7 +20,7 @@ from connector.simulators.slack import CallLogEntry, SlackSimulator
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "xoxb-test-token"
+TOKEN = "xoxb-simulator"
 CHANNEL = "C0MAINT01"
 TS_PATTERN = re.compile(r"^\d+\.\d{6}$")
 

@@ -60,7 +60,7 @@ class _Fault:
 
 
 #: The bot token the simulator accepts by default: a fake, valid only against this simulator.
-DEFAULT_TOKEN = "xoxb-test-token"
+DEFAULT_TOKEN = "xoxb-simulator"
 
 
 class SlackSimulator:
