@@ -123,14 +123,20 @@ def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
     return Store(path)
 
 
-def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+def _app_over_state(settings: Settings):  # type: ignore[no-untyped-def]
+    """The app over the state database as it is (an empty one when there is none yet), for the
+    commands that only read it; None (after saying why) when it cannot be opened."""
     from connector.app import build_app
     from connector.store.sqlite import Store
 
     store = _open_state(settings) if settings.state.path.exists() else Store(":memory:")
-    if store is None:
+    return None if store is None else build_app(settings, store=store)
+
+
+def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+    app = _app_over_state(settings)
+    if app is None:
         return 1
-    app = build_app(settings, store=store)
     try:
         now = app.daemon.clock()
         for channel in [args.channel] if args.channel else settings.all_channels:
@@ -148,13 +154,9 @@ def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_calendar(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.app import build_app
-    from connector.store.sqlite import Store
-
-    store = _open_state(settings) if settings.state.path.exists() else Store(":memory:")
-    if store is None:
+    app = _app_over_state(settings)
+    if app is None:
         return 1
-    app = build_app(settings, store=store)
     try:
         sys.stdout.write(app.calendar(app.daemon.clock(), args.channel).decode("utf-8"))
         return 0

@@ -38,20 +38,25 @@ def _label_name(name: str) -> str:
     return name
 
 
-class Matcher(BaseModel):
-    """One label matcher, as Alertmanager's API has it. Its string form is Prometheus syntax."""
+class _Labelled(BaseModel):
+    """What a matcher and a matcher template share: a checked label name, strict and frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str
-    value: str
-    is_regex: bool = False
-    is_equal: bool = True
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
         return _label_name(v)
+
+
+class Matcher(_Labelled):
+    """One label matcher, as Alertmanager's API has it. Its string form is Prometheus syntax."""
+
+    value: str
+    is_regex: bool = False
+    is_equal: bool = True
 
     @model_validator(mode="after")
     def _check_regex(self) -> Matcher:
@@ -70,19 +75,11 @@ class Matcher(BaseModel):
         return f'{self.name}{op}"{quoted}"'
 
 
-class MatcherTemplate(BaseModel):
+class MatcherTemplate(_Labelled):
     """A positive matcher naming one CI: ``{ci}`` in ``value`` is replaced by the CI name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    name: str
     value: str = CI_PLACEHOLDER
     is_regex: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, v: str) -> str:
-        return _label_name(v)
 
     @model_validator(mode="after")
     def _check_value(self) -> MatcherTemplate:
