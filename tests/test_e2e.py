@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from connector.app import build_app
 from connector.config import Settings
 from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
-from connector.simulators.slack import SlackSimulator
+from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
 
 pytestmark = pytest.mark.integration
 
@@ -41,30 +42,37 @@ def env(
 ) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, Clock, App]]:
     clock = Clock()
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
-        settings = Settings.model_validate(
-            {
-                "servicenow": {
-                    "url": snow.url,
-                    "username": "admin",
-                    "password": "secret",
-                    "poll_interval": 5,
-                },
-                "slack": {
-                    "token": "xoxb-simulator",
-                    "channel": CHANNEL,
-                    "base_url": slack.base_url,
-                    "locale": "en",
-                    "timezone": "Asia/Seoul",
-                    "post_interval": 0,
-                    "first_run": "announce",
-                    "announce_in_thread": request.param,
-                },
-                "state": {"path": tmp_path / "state.db"},
-            }
-        )
-        app = build_app(settings, clock=clock)
+        slack_settings = {"locale": "en", "timezone": "Asia/Seoul", "announce_in_thread": request.param}
+        app = build_app(settings_for(snow, slack, tmp_path, "announce", **slack_settings), clock=clock)
         yield snow, slack, clock, app
         app.close()
+
+
+def settings_for(
+    snow: ServiceNowSimulator,
+    slack: SlackSimulator,
+    tmp_path: Path,
+    first_run: str,
+    *,
+    routes: list[dict[str, Any]] | None = None,
+    **slack_settings: Any,
+) -> Settings:
+    """Both simulators, no pacing (the clock is injected), and what the test adds."""
+    return Settings.model_validate(
+        {
+            "servicenow": {"url": snow.url, "username": "admin", "password": "secret", "poll_interval": 5},
+            "slack": {
+                "token": DEFAULT_TOKEN,
+                "channel": CHANNEL,
+                "base_url": slack.base_url,
+                "post_interval": 0,
+                "first_run": first_run,
+                **slack_settings,
+            },
+            **({"routes": routes} if routes is not None else {}),
+            "state": {"path": tmp_path / "state.db"},
+        }
+    )
 
 
 def cycle(app: App, clock: Clock, at: timedelta) -> None:
@@ -176,20 +184,7 @@ def test_first_run_digest_then_normal_operation(tmp_path: Path) -> None:
                     end=T0 + timedelta(hours=i + 2),
                 ),
             )
-        settings = Settings.model_validate(
-            {
-                "servicenow": {"url": snow.url, "username": "admin", "password": "secret"},
-                "slack": {
-                    "token": "xoxb-simulator",
-                    "channel": CHANNEL,
-                    "base_url": slack.base_url,
-                    "post_interval": 0,
-                    "first_run": "digest",
-                },
-                "state": {"path": tmp_path / "state.db"},
-            }
-        )
-        app = build_app(settings, clock=clock)
+        app = build_app(settings_for(snow, slack, tmp_path, "digest"), clock=clock)
         cycle(app, clock, timedelta(0))
         assert len(slack.parents(CHANNEL)) == 1  # one digest, no flood
         cycle(app, clock, timedelta(hours=1))  # CHG0050000 starts → its own message appears
@@ -225,28 +220,15 @@ def test_an_announcement_that_mentions_someone_is_still_a_reply(tmp_path: Path) 
     thread is where the desk looks for who was called; the reply carries the mention."""
     clock = Clock()
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
-        settings = Settings.model_validate(
+        routes = [
             {
-                "servicenow": {"url": snow.url, "username": "admin", "password": "secret"},
-                "slack": {
-                    "token": "xoxb-simulator",
-                    "channel": CHANNEL,
-                    "base_url": slack.base_url,
-                    "locale": "en",
-                    "post_interval": 0,
-                    "first_run": "announce",
-                },
-                "routes": [
-                    {
-                        "match": {"type": "emergency"},
-                        "channels": [CHANNEL],
-                        "mention": {"text": "<!subteam^S0DBA>", "on": ["announced"]},
-                    },
-                    {"channels": [CHANNEL]},
-                ],
-                "state": {"path": tmp_path / "state.db"},
-            }
-        )
+                "match": {"type": "emergency"},
+                "channels": [CHANNEL],
+                "mention": {"text": "<!subteam^S0DBA>", "on": ["announced"]},
+            },
+            {"channels": [CHANNEL]},
+        ]
+        settings = settings_for(snow, slack, tmp_path, "announce", routes=routes, locale="en")
         app = build_app(settings, clock=clock)
         start, end = T0 + timedelta(hours=5), T0 + timedelta(hours=6)
         snow.put_record(
