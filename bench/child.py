@@ -20,7 +20,7 @@ from typing import Any
 from bench.common import Parent, build, maxrss_mb, median, peak_rss_mb, rss_mb, settings_data, setup_logs
 
 # What the daemon imports before it does anything: the baseline of every memory figure.
-import connector.app  # noqa: F401  isort: skip
+import connector.wiring  # noqa: F401  isort: skip
 from connector.daemon import utc_now
 
 BASELINE_PEAK, BASELINE_RSS = peak_rss_mb(), rss_mb()

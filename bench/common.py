@@ -44,9 +44,9 @@ def settings_data(snow_url: str, slack_url: str, state: Path | str, **over: Any)
 
 
 def build(data: dict[str, Any], **kwargs: Any) -> Any:
-    """The real app (``connector.app.build_app``), from a config dict."""
-    from connector.app import build_app
+    """The real app (``connector.wiring.build_app``), from a config dict."""
     from connector.config import Settings
+    from connector.wiring import build_app
 
     return build_app(Settings.model_validate(data), **kwargs)
 

@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.fault_table --json     # the rows as JSON
     .venv/bin/python -m bench.fault_table -k lost    # only the scenarios whose name contains "lost"
 
-The scenarios are those of ``tests/test_faults.py`` (:mod:`connector.simulators.drill_scenarios`):
+The scenarios are those of ``tests/test_faults.py`` (:mod:`tests.drill.scenarios`):
 the real pipeline against the ServiceNow and Slack simulators, time injected, one fault each. The exit
 code is 1 when any row has a missing parent, a duplicate or a lost event. The kill -9 test is separate:
 ``.venv/bin/python -m pytest -s tests/test_crash.py``.
@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from connector.simulators.drill_ledger import Row, as_json, format_table
-from connector.simulators.drill_scenarios import SCENARIOS, pacing_burst, run_scenario
+from tests.drill.ledger import Row, as_json, format_table
+from tests.drill.scenarios import SCENARIOS, pacing_burst, run_scenario
 
 
 def run(selected: str = "") -> list[Row]:

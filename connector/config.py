@@ -26,10 +26,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connector.alertmanager.settings import AlertmanagerSettings
+from connector.domain.routing import Route
 from connector.errors import ConfigError
-from connector.routing import Route
-from connector.sinks.silence_settings import AlertmanagerSettings
-from connector.source.mapping import SourceMapping
+from connector.servicenow.mapping import SourceMapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/itsm-connector/config.yaml")
 

@@ -24,7 +24,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem, phase_at
 from connector.memory import limit_malloc_arenas
-from connector.source.query import Cursor
+from connector.servicenow.query import Cursor
 
 # the poll's logger: its name is in the log lines, and the read-ahead is part of the poll
 log = logging.getLogger("connector.sync")

@@ -1,4 +1,4 @@
-"""The assembled connector (``App``): the parts ``connector.app.build_app`` wired together, and what
+"""The assembled connector (``App``): the parts ``connector.wiring.build_app`` wired together, and what
 the daemon's sink workers, the CLI and the health listener ask of them: a delivery pass per channel,
 sink results, the calendar feed, the digest preview, gauges, the health snapshot and systemd's status.
 """
@@ -13,21 +13,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from connector.alertmanager.delivery import SilenceDelivery, SilenceReport
 from connector.calendar import render_calendar
 from connector.config import Settings
 from connector.daemon import Daemon
 from connector.domain.window import Phase
 from connector.health import HealthServer, HealthSnapshot
 from connector.metrics import Metrics
-from connector.sinks.digest import DigestPoster, message_title
-from connector.sinks.silence_delivery import SilenceDelivery, SilenceReport
-from connector.sinks.slack import DeliveryReport, SlackSink
-from connector.sinks.slack_render import render_digest
-from connector.source.servicenow import ServiceNowSource
+from connector.servicenow.client import ServiceNowSource
+from connector.slack.delivery import DeliveryReport, SlackSink
+from connector.slack.digest import DigestPoster, message_title
+from connector.slack.render import render_digest
 from connector.store.sqlite import Store
 
-#: the logger name these lines had before App left connector.app (journal filters may match it)
-log = logging.getLogger("connector.app")
+#: the logger name these lines had before App left connector.wiring (journal filters may match it)
+log = logging.getLogger("connector.wiring")
 
 
 @dataclass

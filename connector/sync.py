@@ -28,9 +28,9 @@ from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, Problem, phase_at
 from connector.memory import release_after_catch_up
 from connector.readahead import Normalized, Page, PageReader
-from connector.source.mapping import SourceMapping
-from connector.source.normalize import normalize_change
-from connector.source.query import Cursor, next_cursor
+from connector.servicenow.mapping import SourceMapping
+from connector.servicenow.normalize import normalize_change
+from connector.servicenow.query import Cursor, next_cursor
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class _Known:
 
 
 class ChangeSource(Protocol):
-    """What :class:`Syncer` needs from an ITSM (``connector.source.servicenow.ServiceNowSource``)."""
+    """What :class:`Syncer` needs from an ITSM (``connector.servicenow.client.ServiceNowSource``)."""
 
     def fetch_changes(
         self,

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import requests
 import responses
-from alertmanager_harness import RunningAlertmanager, alertmanager, free_port, run_alertmanager
 
+from connector.alertmanager.apply import AlertmanagerSink
+from connector.alertmanager.client import AlertmanagerClient, AlertmanagerError, format_time, parse_time
+from connector.alertmanager.plan import SilenceOutcome, SilenceSpec, StoredSilence, plan_silences
+from connector.alertmanager.settings import AlertmanagerSettings, Matcher
 from connector.domain.window import MaintenanceWindow, State, phase_at
-from connector.sinks.alertmanager import AlertmanagerClient, AlertmanagerError, format_time, parse_time
-from connector.sinks.alertmanager_sink import AlertmanagerSink
-from connector.sinks.silence_plan import SilenceOutcome, SilenceSpec, StoredSilence, plan_silences
-from connector.sinks.silence_settings import AlertmanagerSettings, Matcher
+from tests.alertmanager_harness import RunningAlertmanager, alertmanager, free_port, run_alertmanager
 
 __all__ = ["alertmanager"]  # the fixture, imported from the harness
 

@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
-from connector.simulators.drill import CHANNEL, PASSWORD, TOKEN, USER, Drill
 from connector.simulators.slack import SimMessage
+from tests.drill.drill import CHANNEL, PASSWORD, TOKEN, USER, Drill
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from connector import __version__
-from connector.cli import main
-from connector.cli_service import _changed_keys
+from connector.cli.main import main
+from connector.cli.service import _changed_keys
 from connector.config import load_settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator

@@ -34,13 +34,13 @@ from typing import Any
 import pytest
 import yaml
 
-from connector.app import render_context
 from connector.config import Settings
 from connector.domain.window import Phase
 from connector.simulators.servicenow import ServiceNowSimulator, format_snow_datetime, make_change
 from connector.simulators.slack import SimMessage, SlackSimulator
-from connector.sinks.slack_render import render_parent
+from connector.slack.render import render_parent
 from connector.store.codec import window_from_dict
+from connector.wiring import render_context
 
 pytestmark = pytest.mark.integration
 

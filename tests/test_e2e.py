@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from connector.app import build_app
 from connector.config import Settings
 from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
+from connector.wiring import build_app
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from alertmanager_harness import run_alertmanager
 
-from connector.app import build_app
 from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
+from connector.wiring import build_app
+from tests.alertmanager_harness import run_alertmanager
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """Fault injection: the real pipeline against both simulators, one fault at a time.
 
-Every scenario of :mod:`connector.simulators.drill_scenarios` runs the same script (five windows:
+Every scenario of :mod:`tests.drill.scenarios` runs the same script (five windows:
 announce, reschedule, start, cancel, complete) with one fault injected where it hurts, and must end
 with exactly one parent per window, every event told exactly once in its thread (the announcement by
 the parent itself, each later event by one reply), every parent showing its window's final state,
@@ -23,13 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from connector.app import render_context
 from connector.daemon import SinkWorker, Status
 from connector.errors import SinkRetryableError
 from connector.health import evaluate_health
-from connector.simulators.drill import CHANNEL, PASSWORD, Drill
-from connector.simulators.drill_ledger import Row, format_table
-from connector.simulators.drill_scenarios import (
+from connector.servicenow.query import record_cursor
+from connector.slack.render import render_parent
+from connector.wiring import render_context
+from tests.drill.drill import CHANNEL, PASSWORD, Drill
+from tests.drill.ledger import Row, format_table
+from tests.drill.scenarios import (
     SCENARIOS,
     SCRIPT_EXPECTED,
     pacing_burst,
@@ -37,8 +39,6 @@ from connector.simulators.drill_scenarios import (
     step_a,
     step_b,
 )
-from connector.sinks.slack_render import render_parent
-from connector.source.query import record_cursor
 
 pytestmark = pytest.mark.integration
 
@@ -459,8 +459,8 @@ def test_retry_after_is_read_on_429_and_503_whatever_the_header_case(status: int
     from slack_sdk.errors import SlackApiError
     from slack_sdk.web.slack_response import SlackResponse
 
-    from connector.sinks.slack import SlackSink
-    from connector.sinks.slack_render import Rendered
+    from connector.slack.delivery import SlackSink
+    from connector.slack.render import Rendered
     from connector.store.sqlite import Store
 
     class Client:
@@ -508,8 +508,8 @@ def test_after_a_restart_stale_parents_are_fixed_a_few_at_a_time(tmp_path: Path)
     """A crash between a reply and its parent's update leaves the parent showing an old state;
     the first passes after a start check every parent, but edit at most SWEEP_UPDATES per pass,
     after the pass's own work, so new events never wait behind a sweep."""
-    from connector.app import build_app
-    from connector.sinks.slack import SWEEP_UPDATES
+    from connector.slack.delivery import SWEEP_UPDATES
+    from connector.wiring import build_app
 
     with Drill(tmp_path) as d:
         for _ in range(SWEEP_UPDATES + 5):

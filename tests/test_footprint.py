@@ -11,7 +11,7 @@ LAZY = ("icalendar",)
 
 def test_the_daemon_does_not_import_what_only_optional_features_use() -> None:
     probe = (
-        "import sys, connector.cli, connector.app; "
+        "import sys, connector.cli.main, connector.wiring; "
         f"print(','.join(m for m in {LAZY!r} if m in sys.modules))"
     )
     out = subprocess.run(

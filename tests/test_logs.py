@@ -91,7 +91,7 @@ def test_json_lines_parse_and_carry_extra_fields() -> None:
 def test_registered_secret_is_redacted_in_message_args_exception_and_traceback(fmt: str) -> None:
     out = setup(fmt)
     register_secret(SECRET)
-    log = logging.getLogger("connector.source")
+    log = logging.getLogger("connector.servicenow")
     log.info("logging in with %s", SECRET, extra={"detail": f"pw={SECRET}"})
 
     def connect(password: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from connector.memory import limit_malloc_arenas, release_after_catch_up
 from connector.readahead import Normalized, PageReader
-from connector.source.query import Cursor
+from connector.servicenow.query import Cursor
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
-from connector.app import build_app
 from connector.config import Settings
-from connector.routing import Route, RouteMatch, channels_for
+from connector.domain.routing import Route, RouteMatch, channels_for
 from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
+from connector.wiring import build_app
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from connector.domain.window import MaintenanceWindow, Problem, State
-from connector.source.mapping import FieldMap, SourceMapping, StateMap
-from connector.source.normalize import MAX_TEXT, normalize_change
+from connector.servicenow.mapping import FieldMap, SourceMapping, StateMap
+from connector.servicenow.normalize import MAX_TEXT, normalize_change
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 BASE = "https://acme.service-now.com"

@@ -20,10 +20,10 @@ import pytest
 
 import connector.readahead as readahead
 from connector.errors import SourceBadResponse, SourceUnavailable
+from connector.servicenow.client import ServiceNowSource
+from connector.servicenow.mapping import SourceMapping
+from connector.servicenow.query import Cursor, format_sn_datetime, record_cursor
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
-from connector.source.mapping import SourceMapping
-from connector.source.query import Cursor, format_sn_datetime, record_cursor
-from connector.source.servicenow import ServiceNowSource
 from connector.store.sqlite import Store
 from connector.sync import Syncer
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.source.query import (
+from connector.servicenow.query import (
     Cursor,
     build_change_query,
     build_membership_query,

@@ -26,11 +26,11 @@ from connector.config import Settings, load_settings
 from connector.errors import ConfigError, SourceError
 from connector.health import health_body
 from connector.logs import clear_secrets, register_secret, setup_logging
-from connector.simulators.drill import CHANNEL, USER, Drill
-from connector.simulators.drill_scenarios import SCENARIOS, run_scenario
+from connector.servicenow.client import ServiceNowSource
 from connector.simulators.servicenow import ServiceNowSimulator
 from connector.simulators.slack import SlackSimulator
-from connector.source.servicenow import ServiceNowSource
+from tests.drill.drill import CHANNEL, USER, Drill
+from tests.drill.scenarios import SCENARIOS, run_scenario
 
 pytestmark = pytest.mark.integration
 

@@ -402,9 +402,9 @@ def test_a_long_first_sync_pings_between_pages(
     tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
 ) -> None:
     """In process: the daemon hands its heartbeat to the sync, which calls it after each committed page."""
-    from connector.app import build_app
     from connector.config import Settings
     from connector.daemon import Daemon
+    from connector.wiring import build_app
 
     snow, slack = sims
     seed(snow, datetime.now(timezone.utc), n=7)  # 8 tickets, 2 per page

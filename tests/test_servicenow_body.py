@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from connector.errors import SourceBadResponse
-from connector.source.servicenow import ServiceNowSource
+from connector.servicenow.client import ServiceNowSource
 
 BASE = "https://acme.service-now.com"
 URL = f"{BASE}/api/now/v2/table/change_request"

@@ -19,8 +19,8 @@ from connector.errors import (
     SourceError,
     SourceUnavailable,
 )
-from connector.source.query import Cursor
-from connector.source.servicenow import ServiceNowSource
+from connector.servicenow.client import ServiceNowSource
+from connector.servicenow.query import Cursor
 
 BASE = "https://acme.service-now.com"
 V2 = f"{BASE}/api/now/v2/table/change_request"
@@ -459,9 +459,9 @@ def test_oauth_refused_is_an_auth_error_without_secrets(rs: responses.RequestsMo
 # -- against the simulator over loopback ---------------------------------------------------------------
 @pytest.mark.integration
 def test_against_the_simulator_nothing_missed_nothing_repeated_failures_classified() -> None:
+    from connector.servicenow.mapping import SourceMapping
+    from connector.servicenow.normalize import normalize_change
     from connector.simulators.servicenow import ServiceNowSimulator, make_change
-    from connector.source.mapping import SourceMapping
-    from connector.source.normalize import normalize_change
 
     mapping = SourceMapping()
     start = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connector.domain.window import MaintenanceWindow, Phase, State, phase_at
-from connector.sinks.silence_plan import (
+from connector.alertmanager.plan import (
     SilenceSpec,
     StoredSilence,
     can_update,
@@ -19,7 +18,7 @@ from connector.sinks.silence_plan import (
     overrun_end,
     plan_silences,
 )
-from connector.sinks.silence_settings import (
+from connector.alertmanager.settings import (
     AlertmanagerSettings,
     Matcher,
     MatcherTemplate,
@@ -27,6 +26,7 @@ from connector.sinks.silence_settings import (
     matchers_key,
     silence_url,
 )
+from connector.domain.window import MaintenanceWindow, Phase, State, phase_at
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # planned start

@@ -16,9 +16,9 @@ from slack_sdk.models.blocks import Block
 
 from connector.domain.events import Event, EventKind
 from connector.domain.window import MaintenanceWindow, Phase, State
-from connector.sinks.locale import CATALOGS
-from connector.sinks.mrkdwn import cut, escape_mrkdwn
-from connector.sinks.slack_render import (
+from connector.slack.locale import CATALOGS
+from connector.slack.mrkdwn import cut, escape_mrkdwn
+from connector.slack.render import (
     BLOCKS_BUDGET,
     RenderContext,
     Rendered,

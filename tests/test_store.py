@@ -13,7 +13,7 @@ import pytest
 from connector.domain.events import Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.window import MaintenanceWindow, Phase, Problem, State
-from connector.source.query import Cursor
+from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
 from connector.store.schema import MIGRATIONS
 from connector.store.sqlite import MessageRef, Store

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from connector.domain.events import EventKind
-from connector.source.mapping import SourceMapping
-from connector.source.query import Cursor, format_sn_datetime
+from connector.servicenow.mapping import SourceMapping
+from connector.servicenow.query import Cursor, format_sn_datetime
 from connector.store.sqlite import Store
 from connector.sync import Syncer
 

@@ -20,7 +20,7 @@ from typing import Any
 from connector.domain.events import Event
 from connector.domain.reconcile import Tracked
 from connector.domain.window import TERMINAL_PHASES, Phase, Problem
-from connector.source.query import Cursor
+from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
 from connector.store.schema import MIGRATIONS
 

@@ -19,15 +19,14 @@ from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
 
-from connector.domain.window import MaintenanceWindow, Phase
-from connector.sinks.alertmanager import (
+from connector.alertmanager.client import (
     AlertmanagerClient,
     AlertmanagerError,
     api_matchers_key,
     format_time,
     parse_time,
 )
-from connector.sinks.silence_plan import (
+from connector.alertmanager.plan import (
     CLOCK_MARGIN,
     Action,
     SilenceChange,
@@ -38,10 +37,11 @@ from connector.sinks.silence_plan import (
     needs_change,
     plan_silences,
 )
-from connector.sinks.silence_settings import AlertmanagerSettings
+from connector.alertmanager.settings import AlertmanagerSettings
+from connector.domain.window import MaintenanceWindow, Phase
 
-#: The lines logged here still name ``connector.sinks.alertmanager``, as before the split.
-log = logging.getLogger("connector.sinks.alertmanager")
+#: The lines logged here still name ``connector.alertmanager.client``, as before the split.
+log = logging.getLogger("connector.alertmanager.client")
 
 
 class AlertmanagerSink:

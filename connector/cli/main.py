@@ -1,7 +1,7 @@
 """Command line: ``itsm-connector {run,sync,check,windows,status,demo}``. No business logic here.
 
 Exit codes: 0 success; 1 a check or sync failed; 2 bad configuration or usage (one readable message,
-no traceback). The commands themselves live in ``cli_service`` (run, sync, check) and ``cli_report``
+no traceback). The commands themselves live in ``service`` (run, sync, check) and ``report``
 (windows, status, digest, calendar).
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from connector import __version__
-from connector.cli_report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
-from connector.cli_service import cmd_check, cmd_run, cmd_sync
+from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
+from connector.cli.service import cmd_check, cmd_run, cmd_sync
 from connector.config import DEFAULT_CONFIG_PATH, load_settings
 from connector.errors import ConfigError
 from connector.logs import register_secret, setup_logging
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from connector.demo import run_demo
+            from connector.cli.demo import run_demo
 
             return run_demo(locale=args.locale, timezone=args.timezone)
         # status and windows only read the state database: they run without the service's secrets

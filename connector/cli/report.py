@@ -15,7 +15,7 @@ from connector.config import Settings
 
 
 def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.sinks.slack_render import RenderContext, format_time
+    from connector.slack.render import RenderContext, format_time
 
     store = _open_state(settings)
     if store is None:
@@ -126,8 +126,8 @@ def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
 def _app_over_state(settings: Settings):  # type: ignore[no-untyped-def]
     """The app over the state database as it is (an empty one when there is none yet), for the
     commands that only read it; None (after saying why) when it cannot be opened."""
-    from connector.app import build_app
     from connector.store.sqlite import Store
+    from connector.wiring import build_app
 
     store = _open_state(settings) if settings.state.path.exists() else Store(":memory:")
     return None if store is None else build_app(settings, store=store)

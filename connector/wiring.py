@@ -16,20 +16,20 @@ from zoneinfo import ZoneInfo
 from slack_sdk import WebClient
 
 from connector import __version__
+from connector.alertmanager.delivery import SilenceDelivery
+from connector.alertmanager.settings import silence_url
 from connector.config import ServiceNowSettings, Settings
 from connector.daemon import Daemon, SinkWorker, utc_now
 from connector.domain.events import Event, EventKind
+from connector.domain.routing import channels_for, route_for
 from connector.domain.window import MaintenanceWindow, Phase
 from connector.metrics import Metrics
-from connector.routing import channels_for, route_for
 from connector.runtime import App
-from connector.sinks.digest import DigestPoster
-from connector.sinks.silence_delivery import SilenceDelivery
-from connector.sinks.silence_settings import silence_url
-from connector.sinks.slack import SlackSink
-from connector.sinks.slack_api import Interrupted, sdk_logger
-from connector.sinks.slack_render import RenderContext
-from connector.source.servicenow import ServiceNowSource
+from connector.servicenow.client import ServiceNowSource
+from connector.slack.api import Interrupted, sdk_logger
+from connector.slack.delivery import SlackSink
+from connector.slack.digest import DigestPoster
+from connector.slack.render import RenderContext
 from connector.store.sqlite import Store
 from connector.sync import PollResult, Syncer
 

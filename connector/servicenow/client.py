@@ -2,7 +2,7 @@
 
 The only module that imports pysnow. One attempt per call: retries belong to the daemon, which reads
 ``retryable`` / ``retry_after`` from :mod:`connector.errors`. Classification (the rules for HTTP
-answers and transport failures are in :mod:`connector.source.answers`):
+answers and transport failures are in :mod:`connector.servicenow.classify`):
 
 * 401, 403 → :class:`SourceAuthError`, saying what to fix (never the password);
 * 408, 429, 5xx, timeouts, refused or reset connections → :class:`SourceUnavailable` (``Retry-After``);
@@ -33,7 +33,7 @@ import requests
 from requests.auth import HTTPBasicAuth
 
 from connector.errors import ConfigError, SourceBadResponse, SourceError, SourceUnavailable
-from connector.source.answers import (
+from connector.servicenow.classify import (
     TRANSPORT_ERRORS,
     bad_body,
     has_next_link,
@@ -43,9 +43,9 @@ from connector.source.answers import (
     no_record_found,
     transport_error,
 )
-from connector.source.normalize import raw_value
-from connector.source.oauth import OAuthToken
-from connector.source.query import (
+from connector.servicenow.normalize import raw_value
+from connector.servicenow.oauth import OAuthToken
+from connector.servicenow.query import (
     Cursor,
     build_change_query,
     build_membership_query,

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from connector.app import build_app
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.runtime import App
-from connector.simulators.drill_ledger import Row, tally
 from connector.simulators.servicenow import ServiceNowSimulator, format_snow_datetime, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SimMessage, SlackSimulator
+from connector.wiring import build_app
+from tests.drill.ledger import Row, tally
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 CHANNEL = "C0MAINT01"

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from connector.app import build_app
 from connector.config import Settings
 from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
+from connector.wiring import build_app
 
 CHANNEL = "C0MAINT01"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # 21:00 KST

@@ -3,7 +3,7 @@
 :class:`Matcher` is one label matcher as Alertmanager's API has it (its string form is Prometheus
 syntax); :class:`MatcherTemplate` names one CI through ``{ci}``; :class:`AlertmanagerSettings` holds
 them with the URLs, credentials and durations. How a window's CIs become silences is
-:mod:`connector.sinks.silence_plan`.
+:mod:`connector.alertmanager.plan`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :class:`SlackChannel` makes the calls the sink needs (``chat.postMessage`` with the message's identity
 in its metadata, ``chat.update``, the lookups of an unknown outcome in ``conversations.history`` /
 ``conversations.replies``, and the ``check`` of auth and channel), with pacing and ``Retry-After``.
-:class:`connector.sinks.slack.SlackSink` is such a channel with an outbox to deliver.
+:class:`connector.slack.delivery.SlackSink` is such a channel with an outbox to deliver.
 
 Every Slack answer is classified once, in :meth:`SlackChannel._call`:
 
@@ -28,10 +28,10 @@ from slack_sdk.errors import SlackApiError
 
 from connector.errors import SinkError, SinkPermanentError, SinkRetryableError
 from connector.retry_after import retry_after_seconds
-from connector.sinks.slack_render import Rendered
+from connector.slack.render import Rendered
 
-#: The sink's logger: the lines logged here still name ``connector.sinks.slack``, as before the split.
-log = logging.getLogger("connector.sinks.slack")
+#: The sink's logger: the lines logged here still name ``connector.slack.delivery``, as before the split.
+log = logging.getLogger("connector.slack.delivery")
 
 #: Errors that no retry fixes: an operator must act. Deliveries stay queued until then.
 PERMANENT = {
@@ -108,7 +108,7 @@ class Answer:
 def sdk_logger() -> logging.Logger:
     """The logger to give ``WebClient``: slack_sdk logs an ERROR line for every failed request, which
     :meth:`SlackChannel._call` classifies and the sink reports once; its DEBUG and WARNING lines stay."""
-    logger = logging.getLogger("connector.sinks.slack.sdk")
+    logger = logging.getLogger("connector.slack.delivery.sdk")
     if not any(isinstance(f, _DropErrors) for f in logger.filters):
         logger.addFilter(_DropErrors())
     return logger

@@ -1,10 +1,10 @@
 """The OAuth token of a ServiceNow user: password grant against ``/oauth_token.do``, refreshed shortly
 before it expires, logged in again when the refresh token is refused.
 
-Used by :class:`connector.source.servicenow.ServiceNowSource`, which puts :meth:`OAuthToken.header`
+Used by :class:`connector.servicenow.client.ServiceNowSource`, which puts :meth:`OAuthToken.header`
 on its session before each request and calls :meth:`OAuthToken.forget` when a request's token is
 rejected. A grant the server refuses (400, 401, 403) is a :class:`SourceAuthError`; anything else
-is classified as :mod:`connector.source.answers` says. Every message goes through ``redact`` first:
+is classified as :mod:`connector.servicenow.classify` says. Every message goes through ``redact`` first:
 :meth:`OAuthToken.secrets` lists what it must hide besides the password.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from connector.errors import SourceAuthError, SourceBadResponse, SourceError
-from connector.source.answers import TRANSPORT_ERRORS, bad_body, error_text, transport_error
+from connector.servicenow.classify import TRANSPORT_ERRORS, bad_body, error_text, transport_error
 
 
 class OAuthToken:

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 from connector.domain.events import Event, EventKind
 from connector.domain.window import SUPPRESSING_PHASES, MaintenanceWindow, Phase, phase_at
-from connector.sinks.locale import CATALOGS, message
-from connector.sinks.mrkdwn import cut, escape_mrkdwn, link, one_line
+from connector.slack.locale import CATALOGS, message
+from connector.slack.mrkdwn import cut, escape_mrkdwn, link, one_line
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from connector.alertmanager.apply import AlertmanagerSink
+from connector.alertmanager.client import AlertmanagerClient, AlertmanagerError
+from connector.alertmanager.plan import StoredSilence
+from connector.alertmanager.settings import AlertmanagerSettings
 from connector.domain.window import Phase
 from connector.errors import SinkPermanentError, SinkRetryableError
-from connector.sinks.alertmanager import AlertmanagerClient, AlertmanagerError
-from connector.sinks.alertmanager_sink import AlertmanagerSink
-from connector.sinks.silence_plan import StoredSilence
-from connector.sinks.silence_settings import AlertmanagerSettings
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ does::
                           400/422 and other 4xx: a refused silence or a wrong URL: fix config or data
 
 Quirks handled here (see ../shared/reference/protocols.md, section D; the others are in
-:mod:`connector.sinks.alertmanager_sink`):
+:mod:`connector.alertmanager.apply`):
 
 * DELETE of an unknown id answers 500 "silence not found" in 0.25 and 404 from 0.26: both mean gone.
 * POST with an id Alertmanager does not know answers 404: the silence is created afresh.
@@ -26,10 +26,10 @@ from typing import Any
 
 import requests
 
+from connector.alertmanager.plan import SilenceOutcome, SilenceSpec
+from connector.alertmanager.settings import AlertmanagerSettings, Matcher, matchers_key
 from connector.errors import SinkError
 from connector.retry_after import retry_after_seconds
-from connector.sinks.silence_plan import SilenceOutcome, SilenceSpec
-from connector.sinks.silence_settings import AlertmanagerSettings, Matcher, matchers_key
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ _BODY_EXCERPT = 200
 class AlertmanagerError(SinkError):
     """Alertmanager could not be used. ``retryable``: the same call may work later; ``auth``: the
     credentials were refused. ``outcome``: set by
-    :meth:`connector.sinks.alertmanager_sink.AlertmanagerSink.apply` — the silences as they are after
+    :meth:`connector.alertmanager.apply.AlertmanagerSink.apply` — the silences as they are after
     the writes that did succeed; store them."""
 
     def __init__(

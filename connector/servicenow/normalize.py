@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from connector.domain.window import MaintenanceWindow, Problem, State, validate
-from connector.source.mapping import SourceMapping
-from connector.source.query import parse_sn_datetime
+from connector.servicenow.mapping import SourceMapping
+from connector.servicenow.query import parse_sn_datetime
 
 MAX_TEXT = 20_000
 UNKNOWN = "(unknown)"

@@ -22,7 +22,7 @@ Slack has no idempotency key, so every post carries its identity in message meta
 Local state stays the source of truth: Slack is consulted only for an unknown outcome.
 Parents are posted before thread replies so that, during a burst, L1 sees every window first.
 
-:class:`SlackSink` is a :class:`connector.sinks.slack_api.SlackChannel`: the Slack calls, and the one
+:class:`SlackSink` is a :class:`connector.slack.api.SlackChannel`: the Slack calls, and the one
 classification of every Slack answer (rate limits; permanent, transient and poison errors), are there.
 A message Slack refuses (``POISON``) is set aside here and listed as a problem of its ticket
 (``windows --problems``) until the ticket changes; it never blocks the queue.
@@ -42,8 +42,8 @@ from slack_sdk.errors import SlackApiError
 
 from connector.domain.events import EventKind
 from connector.domain.window import MaintenanceWindow, Problem
-from connector.sinks.slack_api import GONE, Answer, Interrupted, SlackChannel
-from connector.sinks.slack_render import RenderContext, Rendered, render_event, render_parent
+from connector.slack.api import GONE, Answer, Interrupted, SlackChannel
+from connector.slack.render import RenderContext, Rendered, render_event, render_parent
 from connector.store.sqlite import Delivery, Store
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from connector.alertmanager.settings import AlertmanagerSettings, Matcher, is_selective, matchers_key
 from connector.domain.window import MaintenanceWindow, Phase
-from connector.sinks.silence_settings import AlertmanagerSettings, Matcher, is_selective, matchers_key
 
 #: Our clock and Alertmanager's differ a little: an in-place update keeps this much distance from now.
 CLOCK_MARGIN = timedelta(seconds=5)

@@ -1,7 +1,7 @@
 """What a ServiceNow answer means: HTTP errors, unreadable bodies and transport failures, classified.
 
 Functions over ``requests`` responses and exceptions, shared by the Table API adapter
-(:mod:`connector.source.servicenow`) and the OAuth token client (:mod:`connector.source.oauth`); no
+(:mod:`connector.servicenow.client`) and the OAuth token client (:mod:`connector.servicenow.oauth`); no
 pysnow here. They return the error for the caller to redact and raise::
 
     SourceError

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from connector.simulators.drill import CHANNEL, PASSWORD, Drill
-from connector.simulators.drill_ledger import Row
 from connector.simulators.servicenow import format_snow_datetime
+from tests.drill.drill import CHANNEL, PASSWORD, Drill
+from tests.drill.ledger import Row
 
 # -- the script every scenario runs ------------------------------------------------------------------
 #: What the script must leave in each window's thread, in order.

@@ -18,9 +18,9 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from connector.domain.window import SUPPRESSING_PHASES, MaintenanceWindow, Phase, State
-from connector.sinks.locale import message
-from connector.sinks.slack import SlackSink
-from connector.sinks.slack_render import RenderContext, render_digest
+from connector.slack.delivery import SlackSink
+from connector.slack.locale import message
+from connector.slack.render import RenderContext, render_digest
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """The commands that talk to ServiceNow and Slack: ``run`` (the daemon, its signals and its SIGTERM
-deadline), ``sync`` (one cycle) and ``check``. ``connector.cli`` parses the arguments and calls them.
+deadline), ``sync`` (one cycle) and ``check``. ``connector.cli.main`` parses the arguments and calls them.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def _dry_run_store(settings: Settings) -> Path:
 
 
 def _build(settings: Settings, args: argparse.Namespace, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
-    from connector.app import build_app
-    from connector.sinks.printing import PrintingSlackClient
+    from connector.slack.printing import PrintingSlackClient
     from connector.store.sqlite import Store
+    from connector.wiring import build_app
 
     if getattr(args, "dry_run", False):
         path = _dry_run_store(settings)
@@ -172,7 +172,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.app import build_app
+    from connector.wiring import build_app
 
     app = build_app(settings, store=_memory_store())
     problems: list[str] = []
@@ -189,7 +189,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ok   slack: token valid, bot can post in {settings.slack.channel}")
     problems += slack_problems
     if settings.alertmanager is not None:
-        from connector.sinks.alertmanager import AlertmanagerClient
+        from connector.alertmanager.client import AlertmanagerClient
 
         try:
             AlertmanagerClient(settings.alertmanager).ready()
