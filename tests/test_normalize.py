@@ -14,15 +14,13 @@ from connector.domain.window import MaintenanceWindow, Problem, State
 from connector.servicenow.mapping import FieldMap, SourceMapping, StateMap
 from connector.servicenow.normalize import MAX_TEXT, normalize_change
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BASE = "https://acme.service-now.com"
 UTC = timezone.utc
 
 
 def load_chg0000023() -> dict[str, Any]:
     path = FIXTURES / "servicenow_change_request_record_CHG0000023_ansible_sample.json"
-    if not path.exists():
-        pytest.skip(f"shared fixture not found: {path}")
     record: dict[str, Any] = json.loads(path.read_text())[0]
     return record
 
