@@ -17,6 +17,7 @@ from connector.alertmanager.delivery import SilenceDelivery, SilenceReport
 from connector.calendar import render_calendar
 from connector.config import Settings
 from connector.daemon import Daemon
+from connector.domain.target import Target
 from connector.domain.window import Phase
 from connector.health import HealthServer, HealthSnapshot
 from connector.metrics import Metrics
@@ -116,7 +117,7 @@ class App:
     def calendar(self, now: datetime, channel: str | None = None) -> bytes:
         """The iCalendar feed of every window, or of those ``channel`` follows."""
         counts = self.store.event_counts()
-        target = f"slack:{channel}" if channel else None
+        target = Target.slack(channel) if channel else None
         items = [
             (t, counts.get(t.window.key, 0))
             for t in self.store.tracked()

@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 
 from connector.domain.events import ENTERED, Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
+from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, Problem, phase_at
 from connector.memory import release_after_catch_up
 from connector.readahead import Normalized, Page, PageReader
@@ -113,11 +114,11 @@ class Syncer:
         table: str,
         filter: str,
         mapping: SourceMapping,
-        targets: Sequence[str],
+        targets: Sequence[Target],
         first_run: str = "digest",
         on_event: Callable[[Event], None] | None = None,
-        targets_for: Callable[[MaintenanceWindow], Sequence[str]] | None = None,
-        reminder_minutes: Callable[[str], int | None] = lambda target: None,
+        targets_for: Callable[[MaintenanceWindow], Sequence[Target]] | None = None,
+        reminder_minutes: Callable[[Target], int | None] = lambda target: None,
         on_quiet_change: Callable[[tuple[str, str]], None] = lambda key: None,
     ) -> None:
         self.source = source
@@ -284,17 +285,19 @@ class Syncer:
             if phase in (Phase.IN_PROGRESS, Phase.OVERRUN):
                 intro.append(Event(ENTERED[phase], now, w, phase))
             self._enqueue(intro, [t for t in new if t not in old], now, state)
-            log.info("%s: now followed in %s (was %s)", w.number, ", ".join(new), ", ".join(old))
+            now_in, was_in = (", ".join(map(str, t)) for t in (new, old))
+            log.info("%s: now followed in %s (was %s)", w.number, now_in, was_in)
         if old != new:
             self.store.set_targets(key, new)
 
-    def _enqueue(self, events: list[Event], targets: Sequence[str], now: datetime, state: str) -> None:
+    def _enqueue(self, events: list[Event], targets: Sequence[Target], now: datetime, state: str) -> None:
         if not events or not targets:
             return
         self.store.enqueue(events, targets, now, state=state)
         for e in events:
             suffix = " [first sync: digest only]" if state == "skipped" else ""
-            log.info("%s: %s (%s) → %s%s", e.window.number, e.kind, e.phase, ", ".join(targets), suffix)
+            where = ", ".join(map(str, targets))
+            log.info("%s: %s (%s) → %s%s", e.window.number, e.kind, e.phase, where, suffix)
 
     # -- affected CIs -------------------------------------------------------------------------------
     def _task_cis(self, task_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -22,6 +22,7 @@ from connector.config import ServiceNowSettings, Settings
 from connector.daemon import Daemon, SinkWorker, utc_now
 from connector.domain.events import Event, EventKind
 from connector.domain.routing import channels_for, route_for
+from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Phase
 from connector.metrics import Metrics
 from connector.runtime import App
@@ -115,13 +116,13 @@ def build_app(
     sl = settings.slack
     store = store or Store(settings.state.path)
     metrics = Metrics(__version__, phases=[p.value for p in Phase])
-    targets = [f"slack:{c}" for c in settings.all_channels]
+    targets = [Target.slack(c) for c in settings.all_channels]
 
-    def targets_for(w: MaintenanceWindow) -> list[str]:
-        return [f"slack:{c}" for c in channels_for(w, settings.routes, sl.channel)]
+    def targets_for(w: MaintenanceWindow) -> list[Target]:
+        return [Target.slack(c) for c in channels_for(w, settings.routes, sl.channel)]
 
-    def reminder_minutes(target: str) -> int | None:
-        return sl.channel_settings(target.removeprefix("slack:")).reminder_minutes
+    def reminder_minutes(target: Target) -> int | None:
+        return sl.channel_settings(target.id).reminder_minutes
 
     def on_event(e: Event) -> None:
         metrics.event(e.kind.value)

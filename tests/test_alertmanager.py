@@ -17,9 +17,7 @@ from connector.alertmanager.client import AlertmanagerClient, AlertmanagerError,
 from connector.alertmanager.plan import SilenceOutcome, SilenceSpec, StoredSilence, plan_silences
 from connector.alertmanager.settings import AlertmanagerSettings, Matcher
 from connector.domain.window import MaintenanceWindow, State, phase_at
-from tests.alertmanager_harness import RunningAlertmanager, alertmanager, free_port, run_alertmanager
-
-__all__ = ["alertmanager"]  # the fixture, imported from the harness
+from tests.alertmanager_harness import RunningAlertmanager, free_port, run_alertmanager
 
 UTC = timezone.utc
 H, M = timedelta(hours=1), timedelta(minutes=1)

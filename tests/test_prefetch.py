@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import connector.readahead as readahead
+from connector.domain.target import Target
 from connector.errors import SourceBadResponse, SourceUnavailable
 from connector.servicenow.client import ServiceNowSource
 from connector.servicenow.mapping import SourceMapping
@@ -26,6 +27,8 @@ from connector.servicenow.query import Cursor, format_sn_datetime, record_cursor
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.store.sqlite import Store
 from connector.sync import Syncer
+
+C1 = Target.slack("C1")
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +51,7 @@ def syncer(source: Any, store: Store, base_url: str = "https://acme.service-now.
         table="change_request",
         filter="",
         mapping=SourceMapping(),
-        targets=["slack:C1"],
+        targets=[C1],
     )
 
 
@@ -345,7 +348,7 @@ def test_a_ticket_twice_in_one_page_is_read_again_not_taken_from_the_pages_first
         s.poll(NOW)
         assert store.problems() == []
         assert len(store.tracked()) == 2
-        kinds = [d.event.kind.value for d in store.open_deliveries("slack:C1")]
+        kinds = [d.event.kind.value for d in store.open_deliveries(C1)]
         assert kinds.count("announced") == 2 and "rescheduled" in kinds
     finally:
         store.close()

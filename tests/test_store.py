@@ -12,11 +12,12 @@ import pytest
 
 from connector.domain.events import Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
+from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Phase, Problem, State
 from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
 from connector.store.schema import MIGRATIONS
-from connector.store.sqlite import MessageRef, Store
+from connector.store.sqlite import MessageRef, NotRouted, Store
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
@@ -375,19 +376,38 @@ def test_outbox_stats_depth_and_age(store: Store) -> None:
 
 
 def test_message_inflight_then_posted(store: Store) -> None:
-    key = RICH.key
-    assert store.message(key, "slack") is None
+    key, slack, other = RICH.key, Target.slack("C1"), Target.slack("C2")
+    store.set_targets(key, [slack])
+    assert store.message(key, slack) is None
 
-    store.set_message(key, "slack", ts=None, state="inflight")
-    assert store.message(key, "slack") == MessageRef(None, "inflight", None)
+    store.set_message(key, slack, ts=None, state="inflight")
+    assert store.message(key, slack) == MessageRef(None, "inflight", None)
 
-    store.set_message(key, "slack", ts="1700000000.000100", state="posted", rendered="fp-1")
-    store.set_message(key, "slack", ts="1700000000.000100", state="posted", rendered=None)  # keeps fp-1
-    got = store.message(key, "slack")
+    store.set_message(key, slack, ts="1700000000.000100", state="posted", rendered="fp-1")
+    store.set_message(key, slack, ts="1700000000.000100", state="posted", rendered=None)  # keeps fp-1
+    got = store.message(key, slack)
     assert got is not None
     assert (got.ts, got.state, got.rendered) == ("1700000000.000100", "posted", "fp-1")
-    assert store.message(key, "other-channel") is None
-    assert store.messages("slack") == {key: got}
+    assert store.message(key, other) is None
+    assert store.messages(slack) == {key: got}
+
+
+def test_a_message_is_recorded_only_in_a_target_the_window_is_routed_to(store: Store) -> None:
+    """The store's own guard against a leak between customers: whatever a caller asks, a message can
+    be sent or posted only where the window's stored route decision sends it."""
+    key, acme, netops = RICH.key, Target.slack("C0ACME"), Target.slack("C0NETOPS")
+    with pytest.raises(NotRouted):  # never routed anywhere
+        store.set_message(key, acme, ts=None, state="inflight")
+    store.set_targets(key, [acme])
+    store.set_message(key, acme, ts="1.1", state="posted")
+    for state in ("inflight", "posted"):
+        with pytest.raises(NotRouted, match="not routed to slack:C0NETOPS"):
+            store.set_message(key, netops, ts="1.2", state=state)
+    assert store.message(key, netops) is None
+    store.set_targets(key, [netops])  # rerouted: the old channel's message may be forgotten, not posted
+    store.set_message(key, acme, ts=None, state="pending")
+    assert store.routed_among(netops, [key, ("x", "y")]) == {key}
+    assert store.routed_among(acme, [key]) == set()
 
 
 # -- problems ----------------------------------------------------------------------------------------

@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 
 from connector.domain.events import EventKind
+from connector.domain.target import Target
 from connector.servicenow.mapping import SourceMapping
 from connector.servicenow.query import Cursor, format_sn_datetime
 from connector.store.sqlite import Store
 from connector.sync import Syncer
+
+C1 = Target.slack("C1")
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -66,7 +69,7 @@ def env(tmp_path: Path) -> Iterator[tuple[Source, Store, Syncer]]:
         table="change_request",
         filter="",
         mapping=SourceMapping(),
-        targets=["slack:C1"],
+        targets=[C1],
         first_run="announce",
     )
     yield source, store, syncer
@@ -74,7 +77,7 @@ def env(tmp_path: Path) -> Iterator[tuple[Source, Store, Syncer]]:
 
 
 def kinds(syncer: Syncer, store: Store) -> list[EventKind]:
-    return [d.event.kind for d in store.open_deliveries("slack:C1")]
+    return [d.event.kind for d in store.open_deliveries(C1)]
 
 
 def test_tick_sleeps_until_the_next_start_and_still_fires_it(
@@ -107,7 +110,7 @@ def test_a_window_saved_by_a_poll_wakes_the_tick_at_its_own_start(env: tuple[Sou
 def test_a_reminder_time_is_a_moment_too(env: tuple[Source, Store, Syncer]) -> None:
     source, store, syncer = env
     syncer._reminder_minutes = lambda target: 15
-    store.set_targets(("servicenow", "a"), ["slack:C1"])
+    store.set_targets(("servicenow", "a"), [C1])
     source.pages = [[change("a", T0 + timedelta(hours=1))]]
     syncer.poll(T0)
     syncer.tick(T0)

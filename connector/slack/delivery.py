@@ -41,6 +41,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.domain.events import EventKind
+from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Problem
 from connector.slack.api import GONE, Answer, Interrupted, SlackChannel
 from connector.slack.render import RenderContext, Rendered, render_event, render_parent
@@ -89,7 +90,7 @@ class SlackSink(SlackChannel):
     ) -> None:
         super().__init__(client, channel, pace=pace, wait=wait, max_rate_limit_waits=max_rate_limit_waits)
         self.store = store
-        self.target = f"slack:{channel}"
+        self.target = Target.slack(channel)
         self._context = context
         self._announce_in_thread = announce_in_thread
         # Parents that may show an old state: their refresh failed or was never reached (a pass that
@@ -103,12 +104,19 @@ class SlackSink(SlackChannel):
         """Deliver what the outbox holds for this channel, then bring changed parents up to date
         (``also_refresh``: windows changed by another sink, e.g. a new silence id). Raises
         SinkPermanentError / SinkRetryableError to stop the pass (everything undelivered stays queued).
-        On shutdown the pass ends after the request in progress; the rest stays queued."""
+        On shutdown the pass ends after the request in progress; the rest stays queued.
+
+        Only windows routed to this channel (``Store.targets``) get a parent message or a refresh
+        here, whatever asked for them; the one reply a window gets in a channel it left is the
+        reroute notice, in the thread of the parent it already had there."""
         report = DeliveryReport()
         open_ = self.store.open_deliveries(self.target, limit)
         if self._stale is None:
             self._stale = set(self.store.messages(self.target))
-        keys = list(dict.fromkeys([*(d.key for d in open_), *also_refresh]))
+        wanted = list(dict.fromkeys([*(d.key for d in open_), *also_refresh]))
+        routed = self.store.routed_among(self.target, [*wanted, *self._stale])
+        keys = [k for k in wanted if k in routed]
+        self._stale &= routed  # a parent in a channel the window left is no longer kept current
         self._stale.update(keys)  # until refreshed below: a failed update is not forgotten
         try:
             for key in keys:  # first every window's parent message, so L1 sees the whole burst early
@@ -268,7 +276,9 @@ class SlackSink(SlackChannel):
     def _post_reply(self, d: Delivery, now: datetime, report: DeliveryReport) -> None:
         msg = self.store.message(d.key, self.target)
         if msg is None or msg.ts is None or msg.state != "posted":
-            return  # its parent could not be posted; the delivery stays queued
+            if not self.store.routed(d.key, self.target):  # it left before it was ever shown here
+                self._mark(d, "skipped", now, error="not routed here; no parent message to reply to")
+            return  # its parent could not be posted yet; the delivery stays queued
         ident = f"{self.store.store_id}:e{d.event_id}"
         if d.state == "inflight":
             found = self.find(ident, msg.ts)

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,12 +19,18 @@ from typing import Any
 
 from connector.domain.events import Event
 from connector.domain.reconcile import Tracked
+from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, Phase, Problem
 from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
 from connector.store.schema import MIGRATIONS
 
 OPEN_DELIVERY = ("pending", "inflight")
+
+
+class NotRouted(RuntimeError):
+    """A message was about to be recorded in a target the window's route does not name: a bug
+    that would leak one customer's window into another's channel, refused by the store."""
 _SAVE_WINDOW = (
     "INSERT INTO windows(source, sys_id, number, phase, announced, window) VALUES(?,?,?,?,?,?) "
     "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, phase=excluded.phase, "
@@ -35,7 +41,7 @@ _SAVE_WINDOW = (
 @dataclass(frozen=True)
 class Delivery:
     event_id: int
-    target: str
+    target: Target
     state: str
     event: Event
     attempts: int
@@ -214,17 +220,36 @@ class Store:
             else:
                 self._db.execute(_SAVE_WINDOW, row)
 
-    def targets(self, key: tuple[str, str]) -> list[str] | None:
-        """The channels following a window (``None``: never routed)."""
+    def targets(self, key: tuple[str, str]) -> list[Target] | None:
+        """Where a window is delivered: the targets its current route names (``None``: never routed).
+        This is the route decision as stored; every delivery, refresh, reminder and digest asks it."""
         rows = self._q("SELECT targets FROM targets WHERE source=? AND sys_id=?", key)
-        return list(json.loads(rows[0][0])) if rows else None
+        return [Target.parse(t) for t in json.loads(rows[0][0])] if rows else None
 
-    def set_targets(self, key: tuple[str, str], targets: Sequence[str]) -> None:
+    def set_targets(self, key: tuple[str, str], targets: Sequence[Target]) -> None:
         self._x(
             "INSERT INTO targets(source, sys_id, targets) VALUES(?,?,?) "
             "ON CONFLICT(source, sys_id) DO UPDATE SET targets=excluded.targets",
-            (*key, json.dumps(list(targets))),
+            (*key, json.dumps([str(t) for t in targets])),
         )
+
+    def routed(self, key: tuple[str, str], target: Target) -> bool:
+        """Whether ``target`` is one of the targets the window's current route names."""
+        return target in (self.targets(key) or ())
+
+    def routed_among(self, target: Target, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``keys`` are routed to ``target`` (one query per 500 keys, not one each)."""
+        found: set[tuple[str, str]] = set()
+        wanted = list(dict.fromkeys(keys))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            rows = self._q(
+                "SELECT source, sys_id, targets FROM targets WHERE "
+                + " OR ".join(["(source=? AND sys_id=?)"] * len(chunk)),
+                [v for key in chunk for v in key],
+            )
+            found.update((s, i) for s, i, ts in rows if str(target) in json.loads(ts))
+        return found
 
     def event_counts(self) -> dict[tuple[str, str], int]:
         """Events told per window (the calendar's SEQUENCE)."""
@@ -246,7 +271,7 @@ class Store:
 
     # -- outbox -----------------------------------------------------------------------------------
     def enqueue(
-        self, events: Sequence[Event], targets: Sequence[str], now: datetime, state: str = "pending"
+        self, events: Sequence[Event], targets: Sequence[Target], now: datetime, state: str = "pending"
     ) -> None:
         for e in events:
             cur = self._x(
@@ -256,22 +281,22 @@ class Store:
             for target in targets:
                 self._x(
                     "INSERT INTO deliveries(event_id, target, state, updated_at) VALUES(?,?,?,?)",
-                    (cur.lastrowid, target, state, _iso(now)),
+                    (cur.lastrowid, str(target), state, _iso(now)),
                 )
 
-    def open_deliveries(self, target: str, limit: int = 1000) -> list[Delivery]:
+    def open_deliveries(self, target: Target, limit: int = 1000) -> list[Delivery]:
         rows = self._q(
             "SELECT d.event_id, d.state, d.attempts, e.payload FROM deliveries d "
             "JOIN events e ON e.id=d.event_id "
             "WHERE d.target=? AND d.state IN ('pending','inflight') ORDER BY d.event_id LIMIT ?",
-            (target, limit),
+            (str(target), limit),
         )
         return [Delivery(i, target, s, event_from_dict(json.loads(p)), a) for i, s, a, p in rows]
 
     def mark_delivery(
         self,
         event_id: int,
-        target: str,
+        target: Target,
         state: str,
         now: datetime,
         *,
@@ -281,14 +306,14 @@ class Store:
         self._x(
             "UPDATE deliveries SET state=?, ts=COALESCE(?, ts), last_error=?, updated_at=?, "
             "attempts=attempts + (CASE WHEN ?='inflight' THEN 1 ELSE 0 END) WHERE event_id=? AND target=?",
-            (state, ts, error, _iso(now), state, event_id, target),
+            (state, ts, error, _iso(now), state, event_id, str(target)),
         )
 
-    def delivered(self, target: str) -> list[tuple[Event, str | None]]:
+    def delivered(self, target: Target) -> list[tuple[Event, str | None]]:
         rows = self._q(
             "SELECT e.payload, d.ts FROM deliveries d JOIN events e ON e.id=d.event_id "
             "WHERE d.target=? AND d.state='done' ORDER BY d.event_id",
-            (target,),
+            (str(target),),
         )
         return [(event_from_dict(json.loads(p)), ts) for p, ts in rows]
 
@@ -302,25 +327,32 @@ class Store:
         return int(n), max(age, 0.0)
 
     # -- messages ---------------------------------------------------------------------------------
-    def message(self, key: tuple[str, str], target: str) -> MessageRef | None:
+    def message(self, key: tuple[str, str], target: Target) -> MessageRef | None:
         rows = self._q(
             "SELECT ts, state, rendered FROM messages WHERE source=? AND sys_id=? AND target=?",
-            (*key, target),
+            (*key, str(target)),
         )
         return MessageRef(*rows[0]) if rows else None
 
     def set_message(
-        self, key: tuple[str, str], target: str, *, ts: str | None, state: str, rendered: str | None = None
+        self, key: tuple[str, str], target: Target, *, ts: str | None, state: str, rendered: str | None = None
     ) -> None:
+        """Record a window's message in ``target``. A message can only be sent (``inflight``) or be
+        there (``posted``) in a target the window is routed to: the store refuses anything else, so
+        no code path can put one customer's window into another customer's channel."""
+        if state in ("inflight", "posted") and not self.routed(key, target):
+            raise NotRouted(f"window {key[0]}/{key[1]} is not routed to {target}: not recording a message")
         self._x(
             "INSERT INTO messages(source, sys_id, target, ts, state, rendered) VALUES(?,?,?,?,?,?) "
             "ON CONFLICT(source, sys_id, target) DO UPDATE SET ts=excluded.ts, state=excluded.state, "
             "rendered=COALESCE(excluded.rendered, messages.rendered)",
-            (*key, target, ts, state, rendered),
+            (*key, str(target), ts, state, rendered),
         )
 
-    def messages(self, target: str) -> dict[tuple[str, str], MessageRef]:
-        rows = self._q("SELECT source, sys_id, ts, state, rendered FROM messages WHERE target=?", (target,))
+    def messages(self, target: Target) -> dict[tuple[str, str], MessageRef]:
+        rows = self._q(
+            "SELECT source, sys_id, ts, state, rendered FROM messages WHERE target=?", (str(target),)
+        )
         return {(s, i): MessageRef(ts, st, r) for s, i, ts, st, r in rows}
 
     # -- problems ---------------------------------------------------------------------------------
