@@ -21,6 +21,7 @@ from bench.common import Parent, build, maxrss_mb, median, peak_rss_mb, rss_mb, 
 
 # What the daemon imports before it does anything: the baseline of every memory figure.
 import connector.wiring  # noqa: F401  isort: skip
+from connector.cli.service import deliver_everywhere
 from connector.daemon import utc_now
 
 BASELINE_PEAK, BASELINE_RSS = peak_rss_mb(), rss_mb()
@@ -59,7 +60,7 @@ def idle(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
     d = app.daemon
     d.poll()  # the first sync (not measured), then the first-run digest
     d.tick()
-    app.deliver_slack(utc_now())
+    deliver_everywhere(app, utc_now())
     d.poll()  # the first incremental poll sets the task_ci cursor without a request
     parent.call("counts")
     polls: list[dict[str, Any]] = []
@@ -81,7 +82,7 @@ def _idle_polls(parent: Parent, app: Any, args: dict[str, Any], polls: list[dict
         d.poll()
         c1, w1 = time.process_time(), time.perf_counter()
         d.tick()
-        app.deliver_slack(utc_now())
+        deliver_everywhere(app, utc_now())
         c2 = time.process_time()
         counts = parent.call("counts")
         polls.append(
@@ -101,7 +102,7 @@ def _refreshes(parent: Parent, app: Any, args: dict[str, Any], refreshes: list[d
         c0, w0 = time.process_time(), time.perf_counter()
         d.refresh()
         c1, w1 = time.process_time(), time.perf_counter()
-        app.deliver_slack(utc_now())
+        deliver_everywhere(app, utc_now())
         counts = parent.call("counts")
         refreshes.append(
             {
@@ -214,7 +215,7 @@ def steady(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
     d.poll()
     startup["first sync"] = rss_mb()
     d.tick()
-    app.deliver_slack(utc_now())
+    deliver_everywhere(app, utc_now())
     startup["first delivery pass"] = rss_mb()
     samples: list[tuple[int, float]] = [(0, rss_mb())]
     cpu: list[float] = []
@@ -231,7 +232,7 @@ def steady(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
         d.tick()
         if cycle % args["refresh_every"] == 0:
             d.refresh()
-        app.deliver_slack(utc_now())
+        deliver_everywhere(app, utc_now())
         cpu.append((time.process_time() - c0) * 1000)
         if cycle % max(1, args["cycles"] // 10) == 0:
             samples.append((cycle, rss_mb()))

@@ -46,9 +46,9 @@ def settings_data(snow_url: str, slack_url: str, state: Path | str, **over: Any)
 def build(data: dict[str, Any], **kwargs: Any) -> Any:
     """The real app (``connector.wiring.build_app``), from a config dict."""
     from connector.config import Settings
-    from connector.wiring import build_app
+    from connector.wiring import build_connector
 
-    return build_app(Settings.model_validate(data), **kwargs)
+    return build_connector(Settings.model_validate(data), **kwargs)
 
 
 def setup_logs(path: Path) -> IO[str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.common import CHANNEL, build, median, percentile, settings_data, setup_logs, tmpdir
 from bench.harness import Seeder, set_post_rate, simulators
+from connector.cli.service import deliver_everywhere
 
 UPDATES = 20
 POLL_INTERVAL = 5
@@ -55,7 +56,7 @@ def one_run(updates: int = UPDATES, seed: int = 3) -> dict[str, Any]:
         )
         warm = build(data)  # announce every window quickly: the warm-up is not what is measured
         warm.daemon.poll()
-        warm.deliver_slack(utc_now())
+        deliver_everywhere(warm, utc_now())
         warm.close()
         ts_of = parent_ts(slack)
         set_post_rate(slack, 1.0)

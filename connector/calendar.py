@@ -1,17 +1,20 @@
 """The calendar feed (RFC 5545): one VEVENT per window, so L1 can subscribe in their calendar.
 
-Pure: windows and ``now`` in, bytes out. ``SEQUENCE`` is the number of events told about the
+:func:`render_calendar` is pure: windows and ``now`` in, bytes out; :class:`CalendarFeed` reads the
+windows a feed shows from the store. ``SEQUENCE`` is the number of events told about the
 window, so it goes up on every change and calendar clients replace the old copy; cancelled and
 withdrawn windows stay in the feed as ``STATUS:CANCELLED`` so subscribers see them disappear.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from connector.domain.reconcile import Tracked
+from connector.domain.target import Target
 from connector.domain.window import Phase
+from connector.store.sqlite import Store
 
 PRODID = "-//itsm-connector//maintenance windows//EN"
 CANCELLED = frozenset({Phase.CANCELLED, Phase.WITHDRAWN})
@@ -64,3 +67,36 @@ def render_calendar(
             ev.add("last-modified", w.updated_on)
         cal.add_component(ev)
     return bytes(cal.to_ical())
+
+
+Route = Callable[[], tuple[int, str, bytes]]
+CONTENT_TYPE = "text/calendar; charset=utf-8"
+
+
+class CalendarFeed:
+    """The feed of every window, or of the windows routed to one channel, from the store."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def render(self, now: datetime, channel: str | None = None) -> bytes:
+        counts = self._store.event_counts()
+        target = Target.slack(channel) if channel else None
+        items = [
+            (t, counts.get(t.window.key, 0))
+            for t in self._store.tracked()
+            if target is None or target in (self._store.targets(t.window.key) or [])
+        ]
+        return render_calendar(items, now, name=f"Maintenance windows{f' ({channel})' if channel else ''}")
+
+    def routes(self, channels: Iterable[str]) -> dict[str, Route]:
+        """``/calendar.ics`` (all windows) and ``/calendar/<channel>.ics``, for the HTTP listener."""
+        routes: dict[str, Route] = {"/calendar.ics": lambda: (200, CONTENT_TYPE, self.render(self._clock()))}
+        for channel in channels:
+            routes[f"/calendar/{channel}.ics"] = lambda ch=channel: (  # type: ignore[misc]
+                200,
+                CONTENT_TYPE,
+                self.render(self._clock(), ch),
+            )
+        return routes

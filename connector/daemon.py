@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -157,7 +157,11 @@ class Daemon:
         heartbeat: Callable[[], None] = lambda: None,
         sleep: Callable[[float], object] | None = None,
         shutdown_grace: float = 8.0,
+        status: Status | None = None,
+        sinks: Sequence[SinkWorker] = (),
     ) -> None:
+        """``status`` is shared with the sink workers (they report into it); ``sinks`` are started
+        with the loop and given ``shutdown_grace`` to finish the step in progress at shutdown."""
         self.syncers = syncers
         self.shutdown_grace = shutdown_grace  # for the sinks to finish their step: all of them together
         self.poll_interval = poll_interval
@@ -166,8 +170,10 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.retry_attempts = retry_attempts
-        self.status = Status(started_at=clock(), sources={s.name: SourceStatus() for s in syncers})
-        self.sinks: list[SinkWorker] = []
+        self.status = status or Status(started_at=clock())
+        for s in syncers:
+            self.status.sources.setdefault(s.name, SourceStatus())
+        self.sinks = list(sinks)
         self._on_poll = on_poll
         self._heartbeat = heartbeat
         self._max_nap = 1.0

@@ -27,7 +27,7 @@ from connector.memory import limit_malloc_arenas
 from connector.servicenow.query import Cursor
 
 # the poll's logger: its name is in the log lines, and the read-ahead is part of the poll
-log = logging.getLogger("connector.sync")
+log = logging.getLogger(__name__)
 
 #: A page's tickets wait for their ``task_ci`` rows until this many not-finished tickets (the source's
 #: ``IN`` chunk) or this many pages are waiting, then one question covers them all: a first sync reads

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from connector.config import Settings
+from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, Phase
 from connector.health import HealthSnapshot, evaluate_health
 from connector.store.sqlite import Store
@@ -72,15 +73,15 @@ def collect(
 ) -> StatusReport:
     sources = []
     for sn in settings.all_sources:
-        poll = json.loads(store.meta_get(f"last_poll:{sn.name}") or "{}")
+        poll = store.last_poll(sn.name)
         cursor = store.cursor(sn.name)
         sources.append(
             SourceState(
                 name=sn.name,
                 url=sn.url,
-                ok_at=_dt(poll.get("ok_at")),
-                error=poll.get("error"),
-                error_at=_dt(poll.get("error_at")),
+                ok_at=poll.ok_at if poll else None,
+                error=poll.error if poll else None,
+                error_at=poll.error_at if poll else None,
                 cursor=f"{_utc(cursor.updated_on)} · {cursor.sys_id or '-'}" if cursor else None,
             )
         )
@@ -89,10 +90,10 @@ def collect(
         phases[t.phase.value] = phases.get(t.phase.value, 0) + 1
     depth, age = store.outbox_stats(now)
     sink_errors = {}
-    for sink in ["alertmanager", "slack", *(f"slack:{c}" for c in settings.all_channels)]:
-        record = json.loads(store.meta_get(f"sink:{sink}") or "{}")
-        if record.get("error"):
-            sink_errors[sink] = (str(record["error"]), _dt(record.get("since")))
+    for sink in ["alertmanager", *(str(Target.slack(c)) for c in settings.all_channels)]:
+        state = store.sink_state(sink)
+        if state is not None and state.error:
+            sink_errors[sink] = (state.error, state.since)
     answer = healthz()
     if answer is not None:
         code, body = answer

@@ -146,7 +146,7 @@ class Syncer:
     def poll(self, now: datetime, progress: Callable[[], None] = lambda: None) -> PollResult:
         """``progress`` is called after each committed page (the daemon's watchdog heartbeat), and
         while waiting for a page that is being read."""
-        result = PollResult(first_sync=self.store.meta_get(f"initial_sync_done:{self.name}") is None)
+        result = PollResult(first_sync=not self.store.first_sync_done(self.name))
         silent = result.first_sync and self.first_run != "announce"
         cursor = self.store.cursor(self.name)
         read = PageReader(
@@ -169,10 +169,10 @@ class Syncer:
                 progress()
         if result.first_sync:
             with self.store.transaction():
-                self.store.meta_set(f"initial_sync_done:{self.name}", now.isoformat())
+                self.store.mark_first_sync_done(self.name, now)
                 if self.first_run == "digest":
                     for target in self.targets:
-                        self.store.meta_set(f"digest:{target}", "pending")
+                        self.store.set_digest_state(target, "pending")
         result.add(self._poll_task_cis(now))
         if result.fetched > RELEASE_AFTER_TICKETS:
             release_after_catch_up()
@@ -373,9 +373,8 @@ class Syncer:
             minutes = self._reminder_minutes(target)
             if not minutes or now < w.planned_start - timedelta(minutes=minutes):
                 continue
-            mark = f"reminded:{target}:{w.source}:{w.sys_id}:{w.planned_start.isoformat()}"
-            if self.store.meta_get(mark) is None:
-                self.store.meta_set(mark, now.isoformat())
+            if not self.store.reminded(target, w.key, w.planned_start):
+                self.store.mark_reminded(target, w.key, w.planned_start, now)
                 self._enqueue([Event(EventKind.REMINDER, now, w, t.phase)], [target], now, "pending")
                 told += 1
         return told

@@ -1,14 +1,20 @@
-"""Wiring: settings in, a ready-to-run daemon out. The only place that knows every part.
+"""Wiring: settings in, the whole connector out. The only place that knows every part, and the only
+module the command line uses to build one (nothing else imports it).
 
-``build_app`` assembles an ``App`` (``connector.runtime``): sources, syncers, the daemon, one Slack
-sink and digest poster per channel (each with its ``Pacer`` and ``render_context``), Alertmanager.
+:func:`build_connector` assembles, in one pass and in dependency order: the state store; one
+ServiceNow client and :class:`~connector.sync.Syncer` per source; one
+:class:`~connector.slack.feed.ChannelFeed` (sink, digest poster, pacer, render context) and one
+:class:`~connector.daemon.SinkWorker` per channel; Alertmanager's silence delivery and worker when
+configured; the daemon; and the HTTP listener (not started). It returns a :class:`Connector`, which
+only holds the parts and closes them.
 """
 
 from __future__ import annotations
 
-import json
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,22 +23,55 @@ from slack_sdk import WebClient
 
 from connector import __version__
 from connector.alertmanager.delivery import SilenceDelivery
-from connector.alertmanager.settings import silence_url
+from connector.calendar import CalendarFeed
 from connector.config import ServiceNowSettings, Settings
-from connector.daemon import Daemon, SinkWorker, utc_now
-from connector.domain.events import Event, EventKind
-from connector.domain.routing import channels_for, route_for
+from connector.daemon import Daemon, SinkWorker, Status, utc_now
+from connector.domain.events import Event
+from connector.domain.routing import channels_for
 from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Phase
+from connector.health import HealthServer
 from connector.metrics import Metrics
-from connector.runtime import App
+from connector.refresh import RefreshRequests
 from connector.servicenow.client import ServiceNowSource
 from connector.slack.api import Interrupted, sdk_logger
+from connector.slack.context import render_context
 from connector.slack.delivery import SlackSink
 from connector.slack.digest import DigestPoster
-from connector.slack.render import RenderContext
+from connector.slack.feed import ChannelFeed
 from connector.store.sqlite import Store
-from connector.sync import PollResult, Syncer
+from connector.sync import Syncer
+from connector.telemetry import HealthView, Telemetry
+
+
+@dataclass
+class Connector:
+    """The assembled connector: its parts, and :meth:`close`. Behaviour lives in the parts."""
+
+    settings: Settings
+    store: Store
+    daemon: Daemon
+    metrics: Metrics
+    telemetry: Telemetry
+    view: HealthView
+    calendar: CalendarFeed
+    sources: list[ServiceNowSource]
+    #: every channel a window can be routed to, by channel id (the default channel first)
+    feeds: dict[str, ChannelFeed]
+    silences: SilenceDelivery | None = None
+    #: the HTTP listener (``health.enabled``), built here and started by ``run``
+    health: HealthServer | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.health:
+            self.health.stop()
+        for s in self.sources:
+            s.close()
+        self.store.close()
 
 
 class Pacer:
@@ -53,34 +92,6 @@ class Pacer:
         self._next = self._clock() + self.interval
 
 
-def render_context(
-    settings: Settings, store: Store, channel: str | None = None
-) -> Callable[[MaintenanceWindow], RenderContext]:
-    """How a window is rendered in ``channel``: the channel's locale and timezone, the silence, and
-    the mention of the route that sent the window there (for the events it names)."""
-    am = settings.alertmanager
-    ch = settings.slack.channel_settings(channel or settings.slack.channel)
-
-    def context(w: MaintenanceWindow) -> RenderContext:
-        sil = store.silences(w.key)
-        sid = str(sil[0]["id"]) if sil else None
-        url = silence_url(am, sid) if (am and sid) else None
-        route = route_for(w, settings.routes)
-        mention, mention_on = settings.slack.overrun_mention, frozenset({EventKind.OVERRAN})
-        if route is not None and route.mention is not None:
-            mention, mention_on = route.mention.text, frozenset(route.mention.on)
-        return RenderContext(
-            locale=ch.locale or settings.slack.locale,
-            tz=ZoneInfo(ch.timezone or settings.slack.timezone),
-            silence_id=sid,
-            silence_url=url,
-            mention=mention,
-            mention_on=mention_on,
-        )
-
-    return context
-
-
 def _source(sn: ServiceNowSettings) -> ServiceNowSource:
     return ServiceNowSource(
         url=sn.url,
@@ -97,26 +108,28 @@ def _source(sn: ServiceNowSettings) -> ServiceNowSource:
     )
 
 
-def build_app(
+def build_connector(
     settings: Settings,
     *,
     clock: Callable[[], datetime] = utc_now,
-    monotonic: Callable[[], float] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
     stop: threading.Event | None = None,
     slack_client: Any | None = None,
     store: Store | None = None,
     wait: Callable[[float], bool] | None = None,
-) -> App:
+    listen: bool = True,
+) -> Connector:
     """``wait(seconds)`` is every in-process wait (pacing, Retry-After, retry backoff): it returns
-    True when shutdown was requested. Default: ``stop.wait``; tests pass one that moves a fake clock."""
-    import time
-
+    True when shutdown was requested. Default: ``stop.wait``; tests pass one that moves a fake clock.
+    ``listen``: build the HTTP listener when ``health.enabled`` (``run`` starts it)."""
     stop = stop or threading.Event()
     wait = wait or stop.wait
     sl = settings.slack
     store = store or Store(settings.state.path)
     metrics = Metrics(__version__, phases=[p.value for p in Phase])
-    targets = [Target.slack(c) for c in settings.all_channels]
+    telemetry = Telemetry(metrics, store, clock)
+    refreshes = RefreshRequests(store)
+    status = Status(started_at=clock())
 
     def targets_for(w: MaintenanceWindow) -> list[Target]:
         return [Target.slack(c) for c in channels_for(w, settings.routes, sl.channel)]
@@ -126,12 +139,6 @@ def build_app(
 
     def on_event(e: Event) -> None:
         metrics.event(e.kind.value)
-
-    touched: list[Callable[[tuple[str, str]], None]] = []  # App.touch, once the app exists
-
-    def touch(key: tuple[str, str]) -> None:
-        for t in touched:
-            t(key)
 
     sources = [_source(sn) for sn in settings.all_sources]
     syncers = [
@@ -143,37 +150,16 @@ def build_app(
             table=sn.table,
             filter=sn.filter,
             mapping=sn.mapping,
-            targets=targets,
+            targets=[Target.slack(c) for c in settings.all_channels],
             first_run=sl.first_run,
             on_event=on_event,
-            on_quiet_change=lambda key: touch(key),
+            on_quiet_change=refreshes.request,
             targets_for=targets_for,
             reminder_minutes=reminder_minutes,
         )
         for source, sn in zip(sources, settings.all_sources, strict=True)
     ]
 
-    def on_poll(name: str, result: PollResult | None, error: str | None, kind: str | None) -> None:
-        now = clock()
-        previous = json.loads(store.meta_get(f"last_poll:{name}") or "{}")
-        if result is not None:
-            metrics.poll_succeeded(name, result.fetched, now)
-            record = {"ok_at": now.isoformat(), "error": None}
-        else:
-            metrics.poll_failed(name, kind or "unknown")
-            record = {"ok_at": previous.get("ok_at"), "error": error, "error_at": now.isoformat()}
-        with store.transaction():
-            store.meta_set(f"last_poll:{name}", json.dumps(record))
-
-    daemon = Daemon(
-        syncers,
-        poll_interval=min(sn.poll_interval for sn in settings.all_sources),
-        refresh_interval=min(sn.ci_refresh_interval for sn in settings.all_sources),
-        stop=stop,
-        clock=clock,
-        on_poll=on_poll,
-        sleep=None if wait == stop.wait else wait,  # the daemon's own retry sleep also pings
-    )
     client = slack_client or WebClient(
         token=sl.token.get_secret_value() if sl.token else None,
         base_url=sl.base_url,
@@ -181,12 +167,18 @@ def build_app(
         retry_handlers=[],
         logger=sdk_logger(),
     )
-    channels: dict[str, tuple[SlackSink, DigestPoster]] = {}
+    feeds: dict[str, ChannelFeed] = {}
+    workers: list[SinkWorker] = []
     for channel in settings.all_channels:
-        pacer = Pacer(sl.post_interval, monotonic or time.monotonic, wait)
         context = render_context(settings, store, channel)
         sink = SlackSink(
-            client, store, channel, context, pace=pacer, wait=wait, announce_in_thread=sl.announce_in_thread
+            client,
+            store,
+            channel,
+            context,
+            pace=Pacer(sl.post_interval, monotonic, wait),
+            wait=wait,
+            announce_in_thread=sl.announce_in_thread,
         )
         cs = sl.channel_settings(channel)
         digest = DigestPoster(
@@ -197,33 +189,55 @@ def build_app(
             shift_times=cs.digest_times,
             tz=ZoneInfo(cs.timezone or sl.timezone),
         )
-        channels[channel] = (sink, digest)
-    default_sink, default_digest = channels[sl.channel]
-    app = App(
-        settings, store, daemon, default_sink, default_digest, metrics, sources=sources, channels=channels
-    )
-    touched.append(app.touch)
-    for channel in channels:
-        daemon.sinks.append(
+        feed = ChannelFeed(sink, digest, refreshes, metrics, after_pass=telemetry.update_gauges)
+        feeds[channel] = feed
+        workers.append(
             SinkWorker(
-                f"slack:{channel}",
-                lambda now, ch=channel: app.deliver_channel(ch, now),  # type: ignore[misc]
-                stop,
-                daemon.status,
-                clock=clock,
-                on_result=app.sink_result,
+                str(sink.target), feed.deliver, stop, status, clock=clock, on_result=telemetry.sink_result
             )
         )
+    silences = None
     if settings.alertmanager is not None:
-        app.silences = SilenceDelivery.from_settings(settings.alertmanager, store, on_change=app.touch)
-        daemon.sinks.append(
+        silences = SilenceDelivery.from_settings(settings.alertmanager, store, on_change=refreshes.request)
+        workers.append(
             SinkWorker(
-                "alertmanager",
-                app.silences.deliver,
-                stop,
-                daemon.status,
-                clock=clock,
-                on_result=app.sink_result,
+                "alertmanager", silences.deliver, stop, status, clock=clock, on_result=telemetry.sink_result
             )
         )
-    return app
+    daemon = Daemon(
+        syncers,
+        poll_interval=min(sn.poll_interval for sn in settings.all_sources),
+        refresh_interval=min(sn.ci_refresh_interval for sn in settings.all_sources),
+        stop=stop,
+        clock=clock,
+        on_poll=telemetry.poll_result,
+        sleep=None if wait == stop.wait else wait,  # the daemon's own retry sleep also pings
+        status=status,
+        sinks=workers,
+    )
+    view = HealthView(status, store, daemon.poll_interval, clock)
+    calendar = CalendarFeed(store, clock)
+    health = None
+    if listen and settings.health.enabled:
+        host, port = settings.health.address
+        health = HealthServer(
+            host,
+            port,
+            view.health_snapshot,
+            metrics.registry,
+            before_metrics=lambda: telemetry.update_gauges(clock()),
+            extra_routes=calendar.routes(feeds),
+        )
+    return Connector(
+        settings=settings,
+        store=store,
+        daemon=daemon,
+        metrics=metrics,
+        telemetry=telemetry,
+        view=view,
+        calendar=calendar,
+        sources=sources,
+        feeds=feeds,
+        silences=silences,
+        health=health,
+    )

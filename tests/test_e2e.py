@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from connector.cli.service import deliver_everywhere
 from connector.config import Settings
-from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
-from connector.wiring import build_app
+from connector.wiring import Connector, build_connector
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +39,11 @@ class Clock:
 @pytest.fixture(params=[False], ids=["parent-announces"])
 def env(
     tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, Clock, App]]:
+) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, Clock, Connector]]:
     clock = Clock()
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         slack_settings = {"locale": "en", "timezone": "Asia/Seoul", "announce_in_thread": request.param}
-        app = build_app(settings_for(snow, slack, tmp_path, "announce", **slack_settings), clock=clock)
+        app = build_connector(settings_for(snow, slack, tmp_path, "announce", **slack_settings), clock=clock)
         yield snow, slack, clock, app
         app.close()
 
@@ -75,14 +75,14 @@ def settings_for(
     )
 
 
-def cycle(app: App, clock: Clock, at: timedelta) -> None:
+def cycle(app: Connector, clock: Clock, at: timedelta) -> None:
     clock.now = T0 + at
     app.daemon.poll()
     app.daemon.tick()
-    app.deliver_slack(clock.now)
+    deliver_everywhere(app, clock.now)
 
 
-def _delivered(app: App) -> list[tuple[str, str]]:
+def _delivered(app: Connector) -> list[tuple[str, str]]:
     """(event kind, Slack ts) of every delivered event, in order."""
     rows = app.store._q(
         "SELECT e.kind, d.ts FROM deliveries d JOIN events e ON e.id=d.event_id "
@@ -108,7 +108,7 @@ def sn(dt: datetime) -> str:
 
 @pytest.mark.parametrize("env", [False, True], ids=["parent-announces", "announce-in-thread"], indirect=True)
 def test_change_lifecycle_one_parent_one_reply_per_event(
-    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, App],
+    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, Connector],
 ) -> None:
     snow, slack, clock, app = env
     in_thread = app.settings.slack.announce_in_thread
@@ -184,7 +184,7 @@ def test_first_run_digest_then_normal_operation(tmp_path: Path) -> None:
                     end=T0 + timedelta(hours=i + 2),
                 ),
             )
-        app = build_app(settings_for(snow, slack, tmp_path, "digest"), clock=clock)
+        app = build_connector(settings_for(snow, slack, tmp_path, "digest"), clock=clock)
         cycle(app, clock, timedelta(0))
         assert len(slack.parents(CHANNEL)) == 1  # one digest, no flood
         cycle(app, clock, timedelta(hours=1))  # CHG0050000 starts → its own message appears
@@ -195,7 +195,7 @@ def test_first_run_digest_then_normal_operation(tmp_path: Path) -> None:
 
 
 def test_an_edit_without_an_event_still_updates_the_parent(
-    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, App],
+    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, Connector],
 ) -> None:
     snow, slack, clock, app = env
     rec = snow.put_record(
@@ -229,7 +229,7 @@ def test_an_announcement_that_mentions_someone_is_still_a_reply(tmp_path: Path) 
             {"channels": [CHANNEL]},
         ]
         settings = settings_for(snow, slack, tmp_path, "announce", routes=routes, locale="en")
-        app = build_app(settings, clock=clock)
+        app = build_connector(settings, clock=clock)
         start, end = T0 + timedelta(hours=5), T0 + timedelta(hours=6)
         snow.put_record(
             "change_request",
@@ -250,7 +250,7 @@ def test_an_announcement_that_mentions_someone_is_still_a_reply(tmp_path: Path) 
 
 
 def test_a_window_announced_again_after_a_withdrawal_says_so_in_its_thread(
-    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, App],
+    env: tuple[ServiceNowSimulator, SlackSimulator, Clock, Connector],
 ) -> None:
     snow, slack, clock, app = env
     rec = snow.put_record(

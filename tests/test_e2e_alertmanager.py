@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from connector.cli.service import deliver_everywhere
 from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
-from connector.wiring import build_app
+from connector.wiring import build_connector
 from tests.alertmanager_harness import run_alertmanager
 
 pytestmark = pytest.mark.integration
@@ -70,7 +71,7 @@ def test_running_window_silences_its_cis_only_until_closed(tmp_path: Path) -> No
                 "state": {"path": tmp_path / "state.db"},
             }
         )
-        app = build_app(settings)
+        app = build_connector(settings)
         assert app.silences is not None
 
         def cycle() -> None:
@@ -78,7 +79,7 @@ def test_running_window_silences_its_cis_only_until_closed(tmp_path: Path) -> No
             app.daemon.poll()
             app.daemon.tick()
             app.silences.deliver(t)  # type: ignore[union-attr]
-            app.deliver_slack(t)
+            deliver_everywhere(app, t)
 
         cycle()
         post_alerts(am.url, "db01:9100", "db011:9100", "web01:9100")

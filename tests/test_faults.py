@@ -128,7 +128,7 @@ def test_auth_failure_is_logged_once_retried_slowly_and_holds_the_cursor(
         refused = [r for r in d.snow.requests if r.status in (401, 403)]
         assert 2 <= len(refused) <= 3  # one attempt per 5 minutes, not one per poll
         assert d.cursor() == cursor and d.outbox() == depth  # nothing moved
-        healthy, reasons = evaluate_health(d.app.health_snapshot(), d.time.now)
+        healthy, reasons = evaluate_health(d.app.view.health_snapshot(), d.time.now)
         assert not healthy and "User Not" in reasons[0]
 
         d.snow.password = PASSWORD
@@ -230,7 +230,7 @@ def test_slack_permanent_error_no_storm_one_line_then_resumes(
         assert d.outbox() == depth  # everything stays queued
         lines = _problem_lines(caplog)
         assert len(lines) == 1 and error in lines[0] and hint in lines[0], lines
-        healthy, reasons = evaluate_health(d.app.health_snapshot(), d.time.now)
+        healthy, reasons = evaluate_health(d.app.view.health_snapshot(), d.time.now)
         assert not healthy and any(error in r for r in reasons)
 
         d.create()  # one failing sink never blocks polling
@@ -244,7 +244,7 @@ def test_slack_permanent_error_no_storm_one_line_then_resumes(
         row = d.ledger(error, expected)
         assert (row.parents, row.delivered, row.duplicated, row.lost) == (6, 10, 0, 0)
         assert sum("delivery recovered" in r.getMessage() for r in caplog.records) == 1
-        assert evaluate_health(d.app.health_snapshot(), d.time.now)[0]
+        assert evaluate_health(d.app.view.health_snapshot(), d.time.now)[0]
 
 
 @pytest.mark.parametrize(
@@ -509,7 +509,7 @@ def test_after_a_restart_stale_parents_are_fixed_a_few_at_a_time(tmp_path: Path)
     the first passes after a start check every parent, but edit at most SWEEP_UPDATES per pass,
     after the pass's own work, so new events never wait behind a sweep."""
     from connector.slack.delivery import SWEEP_UPDATES
-    from connector.wiring import build_app
+    from connector.wiring import build_connector
 
     with Drill(tmp_path) as d:
         for _ in range(SWEEP_UPDATES + 5):
@@ -521,7 +521,7 @@ def test_after_a_restart_stale_parents_are_fixed_a_few_at_a_time(tmp_path: Path)
         db.commit()
         db.close()
         d.app.close()  # "restart"
-        d.app = build_app(
+        d.app = build_connector(
             d.settings, clock=d.time.clock, monotonic=d.time.monotonic, stop=d.stop, wait=d.time.wait
         )
         d.create()

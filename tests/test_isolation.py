@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from connector.cli.service import deliver_everywhere
 from connector.config import Settings
 from connector.domain.target import Target
-from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, format_snow_datetime, make_change
 from connector.simulators.slack import SlackSimulator
-from connector.wiring import build_app
+from connector.wiring import Connector, build_connector
 from tests.alertmanager_harness import RunningAlertmanager
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def settings_for(acme: str, globex: str, slack: str, am: str, state: Path) -> Se
 @pytest.fixture
 def desk(
     tmp_path: Path, alertmanager: RunningAlertmanager
-) -> Iterator[tuple[ServiceNowSimulator, ServiceNowSimulator, SlackSimulator, App]]:
+) -> Iterator[tuple[ServiceNowSimulator, ServiceNowSimulator, SlackSimulator, Connector]]:
     with (
         ServiceNowSimulator() as acme,
         ServiceNowSimulator() as globex,
@@ -91,19 +91,19 @@ def desk(
             snow.put_record("sys_user_group", {"sys_id": "d" * 32, "name": "DB Team"})
             snow.put_record("sys_user_group", {"sys_id": "e" * 32, "name": "Network Ops"})
         settings = settings_for(acme.url, globex.url, slack.base_url, alertmanager.url, tmp_path / "s.db")
-        app = build_app(settings)
+        app = build_connector(settings)
         yield acme, globex, slack, app
         app.close()
 
 
-def cycle(app: App) -> None:
+def cycle(app: Connector) -> None:
     """What ``run`` does between two polls, in the order of the audit: poll, tick, silences, Slack."""
     now = datetime.now(timezone.utc)
     app.daemon.poll()
     app.daemon.tick()
     assert app.silences is not None
     app.silences.deliver(now)
-    app.deliver_slack(now)
+    deliver_everywhere(app, now)
 
 
 def window_of(message_metadata: dict | None) -> tuple[str, str] | None:  # type: ignore[type-arg]
@@ -114,7 +114,7 @@ def window_of(message_metadata: dict | None) -> tuple[str, str] | None:  # type:
     return source, sys_id
 
 
-def check_isolation(slack: SlackSimulator, tickets: list[Ticket], app: App) -> None:
+def check_isolation(slack: SlackSimulator, tickets: list[Ticket], app: Connector) -> None:
     by_key = {(t.source, t.sys_id): t for t in tickets}
     for channel in (ACME, GLOBEX, NETOPS):
         parents: dict[tuple[str, str], int] = {}

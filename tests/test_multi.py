@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
+from connector.cli.service import deliver_everywhere
 from connector.config import Settings
 from connector.domain.routing import Route, RouteMatch, channels_for
-from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
-from connector.wiring import build_app
+from connector.wiring import Connector, build_connector
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def group(snow: ServiceNowSimulator, sys_id: str, name: str) -> str:
 @pytest.fixture
 def desk(
     tmp_path: Path,
-) -> Iterator[tuple[ServiceNowSimulator, ServiceNowSimulator, SlackSimulator, Clock, App]]:
+) -> Iterator[tuple[ServiceNowSimulator, ServiceNowSimulator, SlackSimulator, Clock, Connector]]:
     clock = Clock()
     with (
         ServiceNowSimulator(clock=clock) as acme,
@@ -90,16 +90,16 @@ def desk(
                 "state": {"path": tmp_path / "state.db"},
             }
         )
-        app = build_app(settings, clock=clock)
+        app = build_connector(settings, clock=clock)
         yield acme, globex, slack, clock, app
         app.close()
 
 
-def cycle(app: App, clock: Clock, at: timedelta) -> None:
+def cycle(app: Connector, clock: Clock, at: timedelta) -> None:
     clock.now = T0 + at
     app.daemon.poll()
     app.daemon.tick()
-    app.deliver_slack(clock.now)
+    deliver_everywhere(app, clock.now)
 
 
 def numbers(slack: SlackSimulator, channel: str) -> list[str]:
@@ -123,7 +123,7 @@ def thread(slack: SlackSimulator, channel: str, number: str):  # type: ignore[no
 def test_each_window_appears_exactly_where_its_rules_send_it(desk) -> None:  # type: ignore[no-untyped-def]
     acme, globex, slack, clock, app = desk
     db, net = group(acme, "a" * 32, "DB Team"), group(acme, "b" * 32, "Network Ops")
-    app_team = group(globex, "c" * 32, "App Team")
+    app_team = group(globex, "c" * 32, "Connector Team")
     h = timedelta(hours=1)
     c1 = acme.put_record(
         "change_request",
@@ -145,7 +145,7 @@ def test_each_window_appears_exactly_where_its_rules_send_it(desk) -> None:  # t
         "change_request",
         make_change(
             "CHG2000001",
-            short_description="App deploy",
+            short_description="Connector deploy",
             start=T0 + 5 * h,
             end=T0 + 6 * h,
             assignment_group=app_team,
@@ -232,11 +232,11 @@ def test_digest_and_calendar_list_the_right_windows_at_a_fixed_now(desk) -> None
     )
     cycle(app, clock, timedelta(0))
 
-    acme_digest = app.digest_preview(ACME, clock.now)
+    acme_digest = app.feeds[ACME].digest_preview(clock.now)
     assert "CHG1000010" in acme_digest and "CHG1000011" in acme_digest
     assert "CHG1000012" not in acme_digest and "CHG2000010" not in acme_digest
     assert "KST" in acme_digest
-    globex_digest = app.digest_preview(GLOBEX, clock.now)
+    globex_digest = app.feeds[GLOBEX].digest_preview(clock.now)
     assert "CHG2000010" in globex_digest and "CHG1000010" not in globex_digest and "GMT" in globex_digest
 
     # the shift digest is posted by the daemon at 09:00 local, once per slot (T0 is 09:30 KST)
@@ -249,9 +249,9 @@ def test_digest_and_calendar_list_the_right_windows_at_a_fixed_now(desk) -> None
         cal = Calendar.from_ical(ics)
         return {str(ev["summary"]).split()[0]: str(ev["status"]) for ev in cal.walk("VEVENT")}
 
-    assert set(uids(app.calendar(clock.now, ACME))) == {"CHG1000010", "CHG1000011", "CHG1000012"}
-    assert set(uids(app.calendar(clock.now, GLOBEX))) == {"CHG2000010"}
-    everything = app.calendar(clock.now)
+    assert set(uids(app.calendar.render(clock.now, ACME))) == {"CHG1000010", "CHG1000011", "CHG1000012"}
+    assert set(uids(app.calendar.render(clock.now, GLOBEX))) == {"CHG2000010"}
+    everything = app.calendar.render(clock.now)
     assert set(uids(everything)) == {"CHG1000010", "CHG1000011", "CHG1000012", "CHG2000010"}
     before = {
         str(e["summary"]).split()[0]: int(e["sequence"])
@@ -261,7 +261,7 @@ def test_digest_and_calendar_list_the_right_windows_at_a_fixed_now(desk) -> None
     c = next(r for r in acme.records("change_request") if r["number"] == "CHG1000012")
     acme.update_record("change_request", c["sys_id"], state="4")
     cycle(app, clock, timedelta(minutes=10))
-    after_cal = Calendar.from_ical(app.calendar(clock.now))
+    after_cal = Calendar.from_ical(app.calendar.render(clock.now))
     after = {
         str(e["summary"]).split()[0]: (int(e["sequence"]), str(e["status"])) for e in after_cal.walk("VEVENT")
     }

@@ -404,13 +404,13 @@ def test_a_long_first_sync_pings_between_pages(
     """In process: the daemon hands its heartbeat to the sync, which calls it after each committed page."""
     from connector.config import Settings
     from connector.daemon import Daemon
-    from connector.wiring import build_app
+    from connector.wiring import build_connector
 
     snow, slack = sims
     seed(snow, datetime.now(timezone.utc), n=7)  # 8 tickets, 2 per page
     config = yaml.safe_load(write_config(tmp_path, snow, slack).read_text())
     config["servicenow"]["password"], config["slack"]["token"] = "secret", "xoxb-simulator"
-    app = build_app(Settings.model_validate(config))
+    app = build_connector(Settings.model_validate(config))
     beats: list[int] = []
     daemon = Daemon(
         app.daemon.syncers,
@@ -501,7 +501,7 @@ def test_a_taken_health_port_is_one_plain_error(
         service = start(config)
         assert service.proc.wait(30) == 1
     wait_for("stderr to be read", lambda: service.logged("cannot listen"))
-    assert service.logged(f"ERROR connector: cannot listen on health.listen 127.0.0.1:{port}: ")
+    assert service.logged(f"ERROR connector.cli.service: cannot listen on health.listen 127.0.0.1:{port}: ")
     assert "Traceback" not in service.log()
 
 

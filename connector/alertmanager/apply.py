@@ -40,8 +40,7 @@ from connector.alertmanager.plan import (
 from connector.alertmanager.settings import AlertmanagerSettings
 from connector.domain.window import MaintenanceWindow, Phase
 
-#: The lines logged here still name ``connector.alertmanager.client``, as before the split.
-log = logging.getLogger("connector.alertmanager.client")
+log = logging.getLogger(__name__)
 
 
 class AlertmanagerSink:

@@ -20,7 +20,7 @@ from connector.config import Settings
 from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
-from connector.wiring import build_app
+from connector.wiring import build_connector
 
 CHANNEL = "C0MAINT01"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # 21:00 KST
@@ -82,7 +82,7 @@ def run_demo(*, locale: str = "ko", timezone: str = "Asia/Seoul", out: TextIO = 
     ):
         cis = _changes(snow)
         settings = _settings(snow, slack, Path(tmp) / "state.db", locale, timezone)
-        app = build_app(settings, clock=clock)
+        app = build_connector(settings, clock=clock)
         tz = ZoneInfo(timezone)
 
         def step(at: timedelta, what: str, action: Callable[[], None] | None = None) -> None:
@@ -91,7 +91,8 @@ def run_demo(*, locale: str = "ko", timezone: str = "Asia/Seoul", out: TextIO = 
                 action()
             app.daemon.poll()
             app.daemon.tick()
-            app.deliver_slack(clock.now)
+            for feed in app.feeds.values():
+                feed.deliver(clock.now)
             print(f"[{clock.now.astimezone(tz):%m-%d %H:%M %Z}] {what}", file=out)
 
         _timeline(snow, cis, step)

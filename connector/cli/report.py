@@ -123,42 +123,43 @@ def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
     return Store(path)
 
 
-def _app_over_state(settings: Settings):  # type: ignore[no-untyped-def]
-    """The app over the state database as it is (an empty one when there is none yet), for the
-    commands that only read it; None (after saying why) when it cannot be opened."""
-    from connector.store.sqlite import Store
-    from connector.wiring import build_app
-
-    store = _open_state(settings) if settings.state.path.exists() else Store(":memory:")
-    return None if store is None else build_app(settings, store=store)
-
-
 def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
-    app = _app_over_state(settings)
-    if app is None:
+    from zoneinfo import ZoneInfo
+
+    from connector.domain.target import Target
+    from connector.slack.context import render_context
+    from connector.slack.digest import shift_preview
+
+    channels = settings.all_channels
+    if args.channel and args.channel not in channels:
+        known = ", ".join(channels)
+        print(f"itsm-connector: unknown channel {args.channel!r} (known: {known})", file=sys.stderr)
+        return 2
+    store = _open_state(settings)
+    if store is None:
         return 1
     try:
-        now = app.daemon.clock()
-        for channel in [args.channel] if args.channel else settings.all_channels:
-            if channel not in app.channels:
-                print(
-                    f"itsm-connector: unknown channel {channel!r} (known: {', '.join(app.channels)})",
-                    file=sys.stderr,
-                )
-                return 2
+        now = datetime.now(timezone.utc)
+        for channel in [args.channel] if args.channel else channels:
+            cs = settings.slack.channel_settings(channel)
+            tz = ZoneInfo(cs.timezone or settings.slack.timezone)
+            context = render_context(settings, store, channel)
             print(f"=== {channel}")
-            print(app.digest_preview(channel, now))
+            print(shift_preview(store, Target.slack(channel), context, tz, now))
         return 0
     finally:
-        app.close()
+        store.close()
 
 
 def cmd_calendar(settings: Settings, args: argparse.Namespace) -> int:
-    app = _app_over_state(settings)
-    if app is None:
+    from connector.calendar import CalendarFeed
+
+    store = _open_state(settings)
+    if store is None:
         return 1
     try:
-        sys.stdout.write(app.calendar(app.daemon.clock(), args.channel).decode("utf-8"))
+        now = datetime.now(timezone.utc)
+        sys.stdout.write(CalendarFeed(store, lambda: now).render(now, args.channel).decode("utf-8"))
         return 0
     finally:
-        app.close()
+        store.close()

@@ -10,14 +10,20 @@ import sqlite3
 import sys
 import tempfile
 import threading
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError, SinkError, SourceError
 from connector.signals import SignalWatcher
 
-log = logging.getLogger("connector")
+if TYPE_CHECKING:
+    from connector.slack.delivery import DeliveryReport
+    from connector.wiring import Connector
+
+log = logging.getLogger(__name__)
 #: seconds from SIGTERM to exit, however long the current request hangs (systemd's limit is 15)
 STOP_DEADLINE = 9.0
 
@@ -34,17 +40,19 @@ def _dry_run_store(settings: Settings) -> Path:
     return tmp
 
 
-def _build(settings: Settings, args: argparse.Namespace, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
+def _build(settings: Settings, args: argparse.Namespace, stop: threading.Event | None = None) -> Connector:
     from connector.slack.printing import PrintingSlackClient
     from connector.store.sqlite import Store
-    from connector.wiring import build_app
+    from connector.wiring import build_connector
 
     if getattr(args, "dry_run", False):
         path = _dry_run_store(settings)
         print(f"dry run: state copied to {path}; messages are printed, not sent", file=sys.stderr)
-        return build_app(settings, stop=stop, slack_client=PrintingSlackClient(sys.stdout), store=Store(path))
+        return build_connector(
+            settings, stop=stop, slack_client=PrintingSlackClient(sys.stdout), store=Store(path)
+        )
     settings.state.path.parent.mkdir(parents=True, exist_ok=True)
-    return build_app(settings, stop=stop)
+    return build_connector(settings, stop=stop)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -53,7 +61,6 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     SIGHUP (``systemctl reload``) does not apply a changed config — that needs a restart — but re-reads
     and validates it, and logs what changed or what is wrong, so a restart will not fail unexpectedly."""
-    from connector.health import HealthServer
     from connector.sdnotify import Heartbeat, Notifier
 
     stop, hup = threading.Event(), threading.Event()
@@ -61,24 +68,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     SignalWatcher(stop, hup, deadline=STOP_DEADLINE).install()
     app = _build(settings, args, stop)
-    if settings.health.enabled:
-        host, port = settings.health.address
-        app.health = HealthServer(
-            host,
-            port,
-            app.health_snapshot,
-            app.metrics.registry,
-            before_metrics=lambda: app.update_gauges(app.daemon.clock()),
-            extra_routes=app.calendar_routes(),
-        )
+    if app.health is not None:
         try:
             app.health.start()
         except OSError as e:  # e.g. the port is taken: say so plainly, systemd retries (on-failure)
             log.error("cannot listen on health.listen %s: %s", settings.health.listen, e.strerror or e)
-            app.health = None
             app.close()
             return 1
-    beat = Heartbeat(notifier, app.status_line)
+    beat = Heartbeat(notifier, app.view.status_line)
 
     def heartbeat() -> None:
         beat()
@@ -157,7 +154,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
             print(f"sync failed: {st.last_error}", file=sys.stderr)
             return 1
         try:
-            report = app.deliver_slack(app.daemon.clock())
+            report = deliver_everywhere(app, app.daemon.clock())
         except SinkError as e:
             print(f"delivery failed: {e}", file=sys.stderr)
             return 1
@@ -172,9 +169,9 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.wiring import build_app
+    from connector.wiring import build_connector
 
-    app = build_app(settings, store=_memory_store())
+    app = build_connector(settings, store=_memory_store(), listen=False)
     problems: list[str] = []
     try:
         app.sources[0].check()
@@ -184,7 +181,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         )
     except SourceError as e:
         problems.append(f"servicenow: {e}")
-    slack_problems = app.slack.check()
+    slack_problems = app.feeds[settings.slack.channel].sink.check()
     if not slack_problems:
         print(f"ok   slack: token valid, bot can post in {settings.slack.channel}")
     problems += slack_problems
@@ -206,3 +203,16 @@ def _memory_store():  # type: ignore[no-untyped-def]
     from connector.store.sqlite import Store
 
     return Store(":memory:")
+
+
+def deliver_everywhere(app: Connector, now: datetime) -> DeliveryReport:
+    """One delivery pass in every channel, as ``sync`` runs it."""
+    from connector.slack.delivery import DeliveryReport
+
+    total = DeliveryReport()
+    for feed in app.feeds.values():
+        r = feed.deliver(now)
+        total.posted, total.updated = total.posted + r.posted, total.updated + r.updated
+        total.recovered += r.recovered
+        total.poisoned += r.poisoned
+    return total

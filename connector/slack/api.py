@@ -30,8 +30,7 @@ from connector.errors import SinkError, SinkPermanentError, SinkRetryableError
 from connector.retry_after import retry_after_seconds
 from connector.slack.render import Rendered
 
-#: The sink's logger: the lines logged here still name ``connector.slack.delivery``, as before the split.
-log = logging.getLogger("connector.slack.delivery")
+log = logging.getLogger(__name__)
 
 #: Errors that no retry fixes: an operator must act. Deliveries stay queued until then.
 PERMANENT = {
@@ -108,7 +107,7 @@ class Answer:
 def sdk_logger() -> logging.Logger:
     """The logger to give ``WebClient``: slack_sdk logs an ERROR line for every failed request, which
     :meth:`SlackChannel._call` classifies and the sink reports once; its DEBUG and WARNING lines stay."""
-    logger = logging.getLogger("connector.slack.delivery.sdk")
+    logger = logging.getLogger(f"{__name__}.sdk")
     if not any(isinstance(f, _DropErrors) for f in logger.filters):
         logger.addFilter(_DropErrors())
     return logger

@@ -23,7 +23,10 @@ from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, Phase, Problem
 from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
+from connector.store.facts import Facts, LastPoll, SinkState
 from connector.store.schema import MIGRATIONS
+
+__all__ = ["Delivery", "LastPoll", "MessageRef", "NotRouted", "ProblemRow", "SinkState", "Store"]
 
 OPEN_DELIVERY = ("pending", "inflight")
 
@@ -75,7 +78,7 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat()
 
 
-class Store:
+class Store(Facts):
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -169,8 +172,6 @@ class Store:
             (key, value),
         )
 
-    meta_get = _meta_get
-    meta_set = _meta_set
 
     # -- windows ----------------------------------------------------------------------------------
     def get_tracked(self, key: tuple[str, str]) -> Tracked | None:

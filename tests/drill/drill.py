@@ -23,10 +23,9 @@ from typing import Any
 
 from connector.config import Settings
 from connector.errors import SourceError
-from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, format_snow_datetime, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SimMessage, SlackSimulator
-from connector.wiring import build_app
+from connector.wiring import Connector, build_connector
 from tests.drill.ledger import Row, tally
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
@@ -115,7 +114,7 @@ class Drill:
                 "state": {"path": state_dir / "state.db"},
             }
         )
-        self.app: App = build_app(
+        self.app: Connector = build_connector(
             self.settings,
             clock=self.time.clock,
             monotonic=self.time.monotonic,
