@@ -2,7 +2,7 @@
 the poll (:meth:`connector.sync.Syncer.poll`) reconciles and commits the pages already read, in order,
 each with its cursor.
 
-A reader thread (:class:`Ahead`) normalizes the next pages and asks ``task_ci`` about the not-finished
+A reader thread (:class:`ReadAhead`) normalizes the next pages and asks ``task_ci`` about the not-finished
 tickets of several pages at once. The requests themselves are made by one fetching thread, two pages
 ahead, so the instance is never idle waiting for the connector. Neither thread touches the store; the
 source is used by one thread at a time (the fetching thread during the page loop, the poll's thread
@@ -20,11 +20,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem, phase_at
 from connector.memory import limit_malloc_arenas
-from connector.servicenow.query import Cursor
+from connector.servicenow.query import ChangePage, Cursor
 
 # the poll's logger: its name is in the log lines, and the read-ahead is part of the poll
 log = logging.getLogger(__name__)
@@ -44,12 +44,8 @@ _WAIT_BEAT = 1.0
 
 Normalized = MaintenanceWindow | list[Problem]
 
-Pages = Iterable[tuple[list[dict[str, Any]], Cursor | None]]
-"""What the source's ``fetch_changes`` gives: each page's records and the cursor after it."""
-
-
 @dataclass
-class Page:
+class ReadPage:
     """A fetched page, normalized, with the cursor to commit with it and the ``task_ci`` CIs of its
     not-finished tickets (the others keep the CIs they were last shown with)."""
 
@@ -58,16 +54,24 @@ class Page:
     cis: dict[str, list[str]]
 
 
-_Waiting = tuple[list[tuple[Mapping[str, Any], Normalized]], Cursor | None, list[str]]
-"""A page waiting for its CIs: its records, its cursor, its not-finished tickets."""
+class _AwaitingCIs(NamedTuple):
+    """A page waiting for its CIs: its records, its cursor, its not-finished tickets."""
 
-_Question = tuple[list[_Waiting], "Future[dict[str, list[str]]] | None"]
-"""Pages waiting for their CIs and the ``task_ci`` question asked for them (None: nothing to ask)."""
+    records: list[tuple[Mapping[str, Any], Normalized]]
+    cursor: Cursor | None
+    open_ids: list[str]
+
+
+class _CIQuestion(NamedTuple):
+    """Pages waiting for their CIs and the ``task_ci`` question asked for them (None: nothing to ask)."""
+
+    pages: list[_AwaitingCIs]
+    answer: Future[dict[str, list[str]]] | None
 
 T = TypeVar("T")
 
 
-class Ahead(Generic[T]):
+class ReadAhead(Generic[T]):
     """Runs ``produce`` in a thread, at most ``depth`` items ahead of the one iterating over this.
 
     Items come out in order; an exception raised by ``produce`` comes out, the same object, after
@@ -79,7 +83,7 @@ class Ahead(Generic[T]):
 
     def __init__(
         self,
-        produce: Callable[[Ahead[T]], Iterator[T]],
+        produce: Callable[[ReadAhead[T]], Iterator[T]],
         *,
         depth: int,
         on_wait: Callable[[], None] = lambda: None,
@@ -92,7 +96,7 @@ class Ahead(Generic[T]):
         self._on_wait = on_wait
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> Ahead[T]:
+    def __enter__(self) -> ReadAhead[T]:
         self._thread.start()
         return self
 
@@ -169,19 +173,19 @@ class PageReader:
     ``changes`` asks the source for the pages (it is called in the reader's thread), ``normalize``
     turns a record into a window or its problems, ``task_cis`` asks ``task_ci`` about tickets."""
 
-    changes: Callable[[], Pages]
+    changes: Callable[[], Iterable[ChangePage]]
     normalize: Callable[[Mapping[str, Any]], Normalized]
     task_cis: Callable[[Sequence[str]], dict[str, list[str]]]
     now: datetime
     name: str
     id_field: str = "sys_id"
 
-    def ahead(self, on_wait: Callable[[], None]) -> Ahead[Page]:
+    def ahead(self, on_wait: Callable[[], None]) -> ReadAhead[ReadPage]:
         """The pages, read ahead in a thread named after the poll; iterate inside its ``with`` block."""
         limit_malloc_arenas()  # before the first thread allocates: see connector.memory
-        return Ahead[Page](self._read_pages, depth=READ_AHEAD_PAGES, on_wait=on_wait, name=self.name)
+        return ReadAhead[ReadPage](self._read_pages, depth=READ_AHEAD_PAGES, on_wait=on_wait, name=self.name)
 
-    def _read_pages(self, ahead: Ahead[Page]) -> Iterator[Page]:
+    def _read_pages(self, ahead: ReadAhead[ReadPage]) -> Iterator[ReadPage]:
         """Every request is made by one more thread, ``fetch`` (a single worker: the source is used by
         that thread alone), one page ahead: the next page is on its way while this one is normalized.
         A finished ticket's CIs are never shown again: ``task_ci`` is asked only about the others (on
@@ -198,11 +202,11 @@ class PageReader:
 
     def _read(
         self,
-        pages: Iterator[tuple[list[dict[str, Any]], Cursor | None]],
+        pages: Iterator[ChangePage],
         fetch: ThreadPoolExecutor,
-        ahead: Ahead[Page],
-    ) -> Iterator[Page]:
-        waiting: list[_Waiting] = []
+        ahead: ReadAhead[ReadPage],
+    ) -> Iterator[ReadPage]:
+        waiting: list[_AwaitingCIs] = []
         asked = 0
         # the fetching thread always has the next pages to read: it is never idle waiting for this one
         coming = deque(fetch.submit(next, pages, None) for _ in range(FETCH_AHEAD_PAGES))
@@ -220,8 +224,7 @@ class PageReader:
             ahead.busy()
             if ahead.stopped:
                 return
-            records, page_cursor = got
-            pages_left = getattr(got, "pages_left", None)  # a hint from the source, when it has one
+            records, page_cursor, pages_left = got.records, got.cursor, got.pages_left
             # Of each record, committing needs its id only: the rest is dropped here, so the pages read
             # ahead hold windows, not the records they were made from as well.
             page: list[tuple[Mapping[str, Any], Normalized]] = [
@@ -233,7 +236,7 @@ class PageReader:
                 for _, w in page
                 if isinstance(w, MaintenanceWindow) and phase_at(w, self.now) not in TERMINAL_PHASES
             ]
-            waiting.append((page, page_cursor, wanted))
+            waiting.append(_AwaitingCIs(page, page_cursor, wanted))
             asked += len(wanted)
             question = None
             # The pages of the last question are committed after the last request: the last page
@@ -246,12 +249,14 @@ class PageReader:
                 yield from self._answer(question, ahead)
         yield from self._answer(self._ask(waiting, fetch, ahead), ahead)
 
-    def _ask(self, waiting: list[_Waiting], fetch: ThreadPoolExecutor, ahead: Ahead[Page]) -> _Question:
+    def _ask(
+        self, waiting: list[_AwaitingCIs], fetch: ThreadPoolExecutor, ahead: ReadAhead[ReadPage]
+    ) -> _CIQuestion:
         """One ``task_ci`` question for the waiting pages' open tickets, queued in the fetching thread."""
         ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
-        return waiting, fetch.submit(self.task_cis, ids) if ids and not ahead.stopped else None
+        return _CIQuestion(waiting, fetch.submit(self.task_cis, ids) if ids and not ahead.stopped else None)
 
-    def _answer(self, question: _Question, ahead: Ahead[Page]) -> Iterator[Page]:
+    def _answer(self, question: _CIQuestion, ahead: ReadAhead[ReadPage]) -> Iterator[ReadPage]:
         """The waiting pages with their CIs, once the question is answered."""
         waiting, answer = question
         if ahead.stopped:
@@ -259,4 +264,4 @@ class PageReader:
         cis = answer.result() if answer is not None else {}
         ahead.busy()
         for records, page_cursor, wanted in waiting:
-            yield Page(records, page_cursor, {t: cis[t] for t in wanted if t in cis})
+            yield ReadPage(records, page_cursor, {t: cis[t] for t in wanted if t in cis})

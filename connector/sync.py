@@ -28,10 +28,10 @@ from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, Problem, phase_at
 from connector.memory import release_after_catch_up
-from connector.readahead import Normalized, Page, PageReader
+from connector.readahead import Normalized, PageReader, ReadPage
 from connector.servicenow.mapping import SourceMapping
 from connector.servicenow.normalize import normalize_change
-from connector.servicenow.query import Cursor, next_cursor
+from connector.servicenow.query import ChangePage, Cursor, next_cursor
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,11 @@ def _next_moment(w: MaintenanceWindow, now: datetime, reminder_leads: Sequence[i
     return min((m for m in moments if m is not None and m > now), default=None)
 
 
-class _Stored(Enum):
-    LOOK_UP = "read the stored state"  # a window's stored state is read where it is needed
+class _Unread(Enum):
+    """``prev`` was not read from the store yet: whoever needs it reads it (a sentinel, since
+    ``None`` means "read, and not stored")."""
+
+    UNREAD = "not read from the store yet"
 
 
 @dataclass
@@ -77,7 +80,7 @@ class ChangeSource(Protocol):
         *,
         signpost: datetime,
         max_pages: int = ...,
-    ) -> Iterable[tuple[list[dict[str, Any]], Cursor | None]]: ...
+    ) -> Iterable[ChangePage]: ...
 
     def fetch_by_ids(
         self, sys_ids: Sequence[str], fields: list[str], filter: str = ""
@@ -178,7 +181,7 @@ class Syncer:
             release_after_catch_up()
         return result
 
-    def _known(self, page: Page) -> _Known:
+    def _known(self, page: ReadPage) -> _Known:
         """What the store holds about the page's tickets, in two queries instead of two per ticket."""
         ids = [w.sys_id for _, w in page.records if isinstance(w, MaintenanceWindow)]
         return _Known(self.store.tracked_among(self.name, ids), self.store.problems_among(self.name, ids))
@@ -211,7 +214,7 @@ class Syncer:
             self._reject(sys_id, normalized, now)
             res.problems = 1
             return res
-        prev: Tracked | Literal[_Stored.LOOK_UP] | None = _Stored.LOOK_UP
+        prev: Tracked | Literal[_Unread.UNREAD] | None = _Unread.UNREAD
         fresh = known is not None and normalized.sys_id not in known.done  # read before this page's saves
         if fresh:
             assert known is not None
@@ -220,7 +223,7 @@ class Syncer:
         if normalized.sys_id in cis:
             extra = tuple(cis[normalized.sys_id])
         else:
-            if prev is _Stored.LOOK_UP:
+            if prev is _Unread.UNREAD:
                 prev = self.store.get_tracked(normalized.key)
             extra = prev.window.cis if prev is not None else ()
         w = normalized.with_cis(normalized.cis + extra) if extra else normalized  # cis: 0 or 1 from normalize
@@ -245,11 +248,11 @@ class Syncer:
         *,
         silent: bool = False,
         into: PollResult | None = None,
-        prev: Tracked | Literal[_Stored.LOOK_UP] | None = _Stored.LOOK_UP,
+        prev: Tracked | Literal[_Unread.UNREAD] | None = _Unread.UNREAD,
     ) -> PollResult:
         """``prev``: the stored state, when the caller has already read it."""
         res = into or PollResult()
-        if prev is _Stored.LOOK_UP:
+        if prev is _Unread.UNREAD:
             prev = self.store.get_tracked(key)
         tracked, events = reconcile(prev, w, now)
         if tracked is not None and (prev is None or tracked != prev):

@@ -13,7 +13,7 @@ import pytest
 
 from connector.memory import limit_malloc_arenas, release_after_catch_up
 from connector.readahead import Normalized, PageReader
-from connector.servicenow.query import Cursor
+from connector.servicenow.query import ChangePage
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 
@@ -26,8 +26,8 @@ def test_pages_read_ahead_keep_only_the_id_of_each_record() -> None:
         seen.append(raw)
         return []  # a problem: nothing to ask task_ci about
 
-    def changes() -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
-        yield records, None
+    def changes() -> Iterator[ChangePage]:
+        yield ChangePage(records, None)
 
     reader = PageReader(
         changes=changes, normalize=normalize, task_cis=lambda ids: {}, now=NOW, name="poll-test"

@@ -1,5 +1,5 @@
-"""The poll reads ahead (``connector.readahead.Ahead``): a thread fetches and normalizes the next pages, and
-asks ``task_ci`` about several pages' open tickets at once, while the poll commits pages in order.
+"""The poll reads ahead (``connector.readahead.ReadAhead``): a thread fetches and normalizes the next
+pages, and asks ``task_ci`` about several pages' open tickets at once, while the poll commits pages in order.
 
 What must hold whatever the reader does: each page's cursor is committed with that page's windows and
 nothing beyond; an error of the reader comes out of ``poll()`` as the same exception, after the pages
@@ -23,7 +23,7 @@ from connector.domain.target import Target
 from connector.errors import SourceBadResponse, SourceUnavailable
 from connector.servicenow.client import ServiceNowSource
 from connector.servicenow.mapping import SourceMapping
-from connector.servicenow.query import Cursor, format_sn_datetime, record_cursor
+from connector.servicenow.query import ChangePage, Cursor, format_sn_datetime, record_cursor
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.store.sqlite import Store
 from connector.sync import Syncer
@@ -129,7 +129,7 @@ def test_each_page_says_how_many_more_the_instance_counted(sim: ServiceNowSimula
     try:
         pages = list(w.source.fetch_changes("", None, ["sys_id"], signpost=NOW))
         assert [p.pages_left for p in pages] == [4, 3, 2, 1, 0]
-        assert [len(records) for records, _ in pages] == [5, 5, 5, 5, 3]
+        assert [len(p.records) for p in pages] == [5, 5, 5, 5, 3]
     finally:
         w.close()
 
@@ -228,7 +228,7 @@ class Scripted:
 
     def fetch_changes(
         self, filter: str, cursor: Cursor | None, fields: list[str], *, signpost: datetime, max_pages: int = 1
-    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
+    ) -> Iterator[ChangePage]:
         for i in range(self.pages):
             self.threads.add(threading.current_thread().name)
             if i in self.gate:
@@ -239,7 +239,7 @@ class Scripted:
             record = change(i, open_=i % 2 == 0)
             self.read = i + 1
             self.reached[i].set()
-            yield [record], record_cursor(record)
+            yield ChangePage([record], record_cursor(record))
 
     def fetch_by_ids(
         self, sys_ids: Sequence[str], fields: list[str], filter: str = ""
@@ -330,8 +330,8 @@ class OnePage(Scripted):
 
     def fetch_changes(
         self, filter: str, cursor: Cursor | None, fields: list[str], *, signpost: datetime, max_pages: int = 1
-    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
-        yield self.records, record_cursor(self.records[-1])
+    ) -> Iterator[ChangePage]:
+        yield ChangePage(self.records, record_cursor(self.records[-1]))
 
 
 def test_a_ticket_twice_in_one_page_is_read_again_not_taken_from_the_pages_first_look(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def source(**kwargs: Any) -> ServiceNowSource:
 
 
 def fetch(src: ServiceNowSource, cursor: Cursor | None = None, filter: str = "active=true") -> list[Any]:
-    return list(src.fetch_changes(filter, cursor, FIELDS, signpost=SIGNPOST))
+    return [(p.records, p.cursor) for p in src.fetch_changes(filter, cursor, FIELDS, signpost=SIGNPOST)]
 
 
 # -- the request -------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_pagination_loop_when_the_instance_ignores_the_keyset(rs: responses.Requ
     rs.get(V2, json={"result": [rec(1, "a"), rec(2, "b"), rec(3, "c")]}, headers=link("next"))
     rs.get(V2, json={"result": [rec(1, "a"), rec(2, "b"), rec(3, "c")]}, headers=link("next"))
     pages = source().fetch_changes("", None, FIELDS, signpost=SIGNPOST)
-    assert next(pages)[1] == cur(3, "c")
+    assert next(pages).cursor == cur(3, "c")
     with pytest.raises(SourceBadResponse, match="pagination loop detected"):
         next(pages)
 
@@ -222,7 +222,7 @@ def test_max_pages_stops_quietly_with_the_cursor_of_what_was_read(rs: responses.
     rs.get(V2, json={"result": [rec(1, "a")]}, headers=link("next"))
     rs.get(V2, json={"result": [rec(2, "b")]}, headers=link("next"))
     pages = list(source().fetch_changes("", None, FIELDS, signpost=SIGNPOST, max_pages=2))
-    assert [c for _, c in pages] == [cur(1, "a"), cur(2, "b")]
+    assert [p.cursor for p in pages] == [cur(1, "a"), cur(2, "b")]
 
 
 # -- classification ----------------------------------------------------------------------------------
@@ -481,14 +481,14 @@ def test_against_the_simulator_nothing_missed_nothing_repeated_failures_classifi
         src = ServiceNowSource(url=sim.url, username="svc.connector", password=PASSWORD, page_size=2)
         fields = mapping.fields.fields()
         pages = list(src.fetch_changes("active=true", None, fields, signpost=SIGNPOST))
-        by_page = [[ids.index(r["sys_id"]) for r in records] for records, _ in pages]
+        by_page = [[ids.index(r["sys_id"]) for r in p.records] for p in pages]
         assert by_page == [[0], [], [3], [5], [6, 7], [8]]  # every visible record once, in cursor order
-        cursor = pages[-1][1]
+        cursor = pages[-1].cursor
         assert cursor == Cursor(datetime(2026, 11, 26, 8, 0, 2, tzinfo=UTC), ids[8])
         assert all(e.params.get("sysparm_display_value") == "false" for e in sim.requests)
 
         w = normalize_change(
-            pages[0][0][0], source="sn", mapping=mapping, base_url=sim.url, table="change_request"
+            pages[0].records[0], source="sn", mapping=mapping, base_url=sim.url, table="change_request"
         )
         assert not isinstance(w, list) and w.cis == ("core-router-1",) and w.planned_start == start
 
@@ -497,7 +497,7 @@ def test_against_the_simulator_nothing_missed_nothing_repeated_failures_classifi
             "change_request", ids[0], short_description="edited", sys_updated_on="2026-11-26 08:00:05"
         )
         again = list(src.fetch_changes("active=true", cursor, fields, signpost=SIGNPOST))
-        assert [r["sys_id"] for records, _ in again for r in records] == [ids[0]]
+        assert [r["sys_id"] for p in again for r in p.records] == [ids[0]]
 
         assert {r["sys_id"] for r in src.fetch_by_ids(ids[:4], ["sys_id"], filter="active=true")} == {
             ids[0],
@@ -525,7 +525,8 @@ def test_against_the_simulator_nothing_missed_nothing_repeated_failures_classifi
         src.close()
 
         v1 = ServiceNowSource(url=sim.url, username="svc.connector", password=PASSWORD, api_version="v1")
-        assert list(v1.fetch_changes("number=NOPE", None, fields, signpost=SIGNPOST)) == [([], None)]
+        nothing = list(v1.fetch_changes("number=NOPE", None, fields, signpost=SIGNPOST))
+        assert [(p.records, p.cursor) for p in nothing] == [([], None)]
         wrong = ServiceNowSource(url=sim.url, username="svc.connector", password="wrong-password")
         with pytest.raises(SourceAuthError) as refused:
             wrong.check()

@@ -13,7 +13,7 @@ import pytest
 from connector.domain.events import EventKind
 from connector.domain.target import Target
 from connector.servicenow.mapping import SourceMapping
-from connector.servicenow.query import Cursor, format_sn_datetime
+from connector.servicenow.query import ChangePage, Cursor, format_sn_datetime
 from connector.store.sqlite import Store
 from connector.sync import Syncer
 
@@ -43,9 +43,9 @@ class Source:
 
     def fetch_changes(
         self, filter: str, cursor: Cursor | None, fields: list[str], *, signpost: datetime, max_pages: int = 1
-    ) -> Iterator[tuple[list[dict[str, Any]], Cursor | None]]:
+    ) -> Iterator[ChangePage]:
         page = self.pages.pop(0) if self.pages else []
-        yield page, cursor
+        yield ChangePage(page, cursor)
 
     def fetch_by_ids(
         self, sys_ids: Sequence[str], fields: list[str], filter: str = ""

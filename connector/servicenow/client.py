@@ -46,6 +46,7 @@ from connector.servicenow.classify import (
 from connector.servicenow.normalize import raw_value
 from connector.servicenow.oauth import OAuthToken
 from connector.servicenow.query import (
+    ChangePage,
     Cursor,
     build_change_query,
     build_membership_query,
@@ -68,22 +69,10 @@ _RAW_PARAMS = {
 }
 
 
-class ChangePage(tuple[list[dict[str, Any]], "Cursor | None"]):
-    """``(records, cursor)`` as :meth:`ServiceNowSource.fetch_changes` yields them, plus a hint:
-    ``pages_left``, how many more pages the instance said there are (``X-Total-Count``; None when it
-    did not say). A hint only (rows come and go, ACLs filter): it lets the poll plan its questions."""
-
-    pages_left: int | None = None
-
-    @classmethod
-    def of(cls, records: list[dict[str, Any]], cursor: Cursor | None, pages_left: int | None) -> ChangePage:
-        page = cls((records, cursor))
-        page.pages_left = pages_left
-        return page
-
-
 @dataclass(frozen=True)
-class Page:
+class TableAnswer:
+    """One answer of the Table API: its records and what its headers say about the rest."""
+
     records: list[dict[str, Any]]
     total: int | None  # X-Total-Count: rows matching the query, counted before ACLs
     has_next: bool  # Link rel="next", or offset + limit < total
@@ -153,23 +142,22 @@ class ServiceNowSource:
         max_pages: int = 1000,
     ) -> Iterator[ChangePage]:
         """Pages of records changed after ``cursor``, each with the cursor to commit with it."""
-        fields = _with(fields, self._updated_field, self._id_field)
+        fields = _fields_including(fields, self._updated_field, self._id_field)
         current = cursor
         pages = self._keyset_pages(self.table, filter, cursor, fields, max_pages, self._keys)
         for records, last, pages_left in pages:
             current = next_cursor(current, last, signpost)
-            yield ChangePage.of(records, current, pages_left)
+            yield ChangePage(records, current, pages_left)
 
     def fetch_by_ids(
         self, sys_ids: Sequence[str], fields: list[str], filter: str = ""
     ) -> list[dict[str, Any]]:
         """The records among ``sys_ids`` that exist and match ``filter`` (absent ones: deleted or left)."""
         out: list[dict[str, Any]] = []
-        fields = _with(fields, self._id_field)
+        fields = _fields_including(fields, self._id_field)
         for chunk in _chunks(sys_ids):
-            query = (
-                _config(build_membership_query, filter, chunk, self._id_field) + f"^ORDERBY{self._id_field}"
-            )
+            membership = _query_or_config_error(build_membership_query, filter, chunk, self._id_field)
+            query = f"{membership}^ORDERBY{self._id_field}"
             offset = 0
             while True:
                 page = self.fetch_page(query, fields, offset=offset)
@@ -226,7 +214,7 @@ class ServiceNowSource:
         one the keyset."""
         keyset, offset, known_total = cursor, 0, None
         for _ in range(max_pages):
-            query = _config(build_change_query, filter, keyset, *keys)
+            query = _query_or_config_error(build_change_query, filter, keyset, *keys)
             page = self.fetch_page(query, fields, offset=offset, table=table)
             total = page.total if page.total is not None else known_total  # v1's 404 carries no headers
             last = _check_order(page.records, keyset, keys, self.base_url, table)
@@ -257,7 +245,7 @@ class ServiceNowSource:
         offset: int = 0,
         limit: int | None = None,
         table: str | None = None,
-    ) -> Page:
+    ) -> TableAnswer:
         """One GET of ``table`` (default: the configured one), classified. Exposed for tools and tests."""
         table = table or self.table
         limit = limit or self.page_size
@@ -302,7 +290,7 @@ class ServiceNowSource:
         log.debug(
             "GET %s offset=%d limit=%d: %d records (total %s)", table, offset, limit, len(records), total
         )
-        return Page(records, total, has_next)
+        return TableAnswer(records, total, has_next)
 
     def _resource(self, table: str) -> pysnow.Resource:
         if table not in self._resources:
@@ -379,7 +367,7 @@ def _check_order(
     return last if records else None
 
 
-def _config(build: Any, *args: Any) -> str:
+def _query_or_config_error(build: Any, *args: Any) -> str:
     try:
         return str(build(*args))
     except ValueError as e:
@@ -391,7 +379,7 @@ def _chunks(ids: Sequence[str]) -> list[list[str]]:
     return [unique[i : i + ID_CHUNK] for i in range(0, len(unique), ID_CHUNK)]
 
 
-def _with(fields: list[str], *needed: str) -> list[str]:
+def _fields_including(fields: list[str], *needed: str) -> list[str]:
     return list(dict.fromkeys([*fields, *needed])) if fields else []
 
 

@@ -175,3 +175,15 @@ def next_cursor(current: Cursor | None, last_record: Cursor | None, signpost: da
     if not candidates:
         return None
     return min(max(candidates), cap)
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of changed records as the source yields them, and everything the poll reads of it:
+    the records, the cursor after them, and ``pages_left``, how many more pages the instance said
+    there are (``X-Total-Count``; None when it did not say). ``pages_left`` is a hint only (rows come
+    and go, ACLs filter): it lets the poll plan its ``task_ci`` questions."""
+
+    records: list[dict[str, Any]]
+    cursor: Cursor | None
+    pages_left: int | None = None
