@@ -19,14 +19,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from enum import Enum
 from typing import Any, Literal, Protocol
 
-from connector.domain.events import ENTERED, Event, EventKind
+from connector.domain.events import Event, EventKind
+from connector.domain.moments import FOREVER, next_moment, reminder_due
 from connector.domain.reconcile import Tracked, reconcile
+from connector.domain.routing import plan_route
 from connector.domain.target import Target
-from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Phase, Problem, phase_at
+from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem
 from connector.memory import release_after_catch_up
 from connector.readahead import Normalized, PageReader, ReadPage
 from connector.servicenow.mapping import SourceMapping
@@ -39,18 +41,6 @@ log = logging.getLogger(__name__)
 #: A poll that read more tickets than this (several pages: a first sync, a catch-up) gives the memory
 #: it used back before the daemon goes back to idling.
 RELEASE_AFTER_TICKETS = 1000
-
-_FOREVER = datetime.max.replace(tzinfo=timezone.utc)
-
-
-def _next_moment(w: MaintenanceWindow, now: datetime, reminder_leads: Sequence[int]) -> datetime | None:
-    """The first moment after ``now`` at which time alone can change what is told about ``w``: its
-    planned start or end (see ``phase_at``), or a reminder that many minutes before the start."""
-    moments = [w.planned_start, w.planned_end]
-    if w.planned_start is not None:
-        moments += [w.planned_start - timedelta(minutes=m) for m in reminder_leads]
-    return min((m for m in moments if m is not None and m > now), default=None)
-
 
 class _Unread(Enum):
     """``prev`` was not read from the store yet: whoever needs it reads it (a sentinel, since
@@ -269,29 +259,19 @@ class Syncer:
         return res
 
     def _route(self, tracked: Tracked, events: list[Event], now: datetime, *, silent: bool) -> None:
-        """Send ``events`` to the channels that follow the window; when the routing rules now send it
-        elsewhere, tell the old channels it moved and introduce it to the new ones."""
-        key, w, phase = tracked.window.key, tracked.window, tracked.phase
+        """Enqueue ``events`` where the window's route sends them (see ``plan_route``) and store
+        the route decision when it changed."""
+        key = tracked.window.key
         old = self.store.targets(key)
-        new = list(self._targets_for(w))
-        if old is not None and phase in TERMINAL_PHASES:
-            new = old  # a finished window is told where it was followed
+        plan = plan_route(tracked, events, old, self._targets_for(tracked.window), now)
         state = "skipped" if silent else "pending"
-        if old is None or set(old) == set(new):
-            self._enqueue(events, new, now, state)
-        else:
-            kept = [t for t in new if t in old]
-            self._enqueue(events, kept, now, state)
-            removed = [t for t in old if t not in new]
-            self._enqueue([Event(EventKind.REROUTED, now, w, phase)], removed, now, state)
-            intro = [Event(EventKind.ANNOUNCED, now, w, phase)]
-            if phase in (Phase.IN_PROGRESS, Phase.OVERRUN):
-                intro.append(Event(ENTERED[phase], now, w, phase))
-            self._enqueue(intro, [t for t in new if t not in old], now, state)
-            now_in, was_in = (", ".join(map(str, t)) for t in (new, old))
-            log.info("%s: now followed in %s (was %s)", w.number, now_in, was_in)
-        if old != new:
-            self.store.set_targets(key, new)
+        for batch, targets in plan.sends:
+            self._enqueue(batch, targets, now, state)
+        if plan.moved and old is not None:
+            now_in, was_in = (", ".join(map(str, t)) for t in (plan.targets, old))
+            log.info("%s: now followed in %s (was %s)", tracked.window.number, now_in, was_in)
+        if old != plan.targets:
+            self.store.set_targets(key, plan.targets)
 
     def _enqueue(self, events: list[Event], targets: Sequence[Target], now: datetime, state: str) -> None:
         if not events or not targets:
@@ -345,13 +325,13 @@ class Syncer:
         if self._quiet_until is not None and now < self._quiet_until:
             return res  # no open window starts, ends or is due a reminder before then
         leads = self._reminder_leads()
-        quiet_until = _FOREVER
+        quiet_until = FOREVER
         with self.store.transaction():
             for t in self.store.tracked(open_only=True, source=self.name):
                 self._reconcile(t.window.key, t.window, now, into=res, prev=t)
                 if leads:
                     res.events += self._remind(t, now)
-                quiet_until = min(quiet_until, _next_moment(t.window, now, leads) or _FOREVER)
+                quiet_until = min(quiet_until, next_moment(t.window, now, leads) or FOREVER)
         self._quiet_until = quiet_until
         return res
 
@@ -362,20 +342,18 @@ class Syncer:
         """A window was saved: the tick must not sleep past its next start, end or reminder time."""
         if self._quiet_until is None or t.phase in TERMINAL_PHASES:
             return
-        moment = _next_moment(t.window, now, self._reminder_leads())
+        moment = next_moment(t.window, now, self._reminder_leads())
         if moment is not None and moment < self._quiet_until:
             self._quiet_until = moment
 
     def _remind(self, t: Tracked, now: datetime) -> int:
         """A reminder in the thread N minutes before the planned start, in channels that want one."""
         w = t.window
-        if not t.announced or w.planned_start is None or phase_at(w, now) is not Phase.SCHEDULED:
-            return 0
         told = 0
         for target in self.store.targets(w.key) or []:
-            minutes = self._reminder_minutes(target)
-            if not minutes or now < w.planned_start - timedelta(minutes=minutes):
+            if not reminder_due(t, now, self._reminder_minutes(target)):
                 continue
+            assert w.planned_start is not None  # a due reminder has a start
             if not self.store.reminded(target, w.key, w.planned_start):
                 self.store.mark_reminded(target, w.key, w.planned_start, now)
                 self._enqueue([Event(EventKind.REMINDER, now, w, t.phase)], [target], now, "pending")

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connector.domain.digest import digest_items, due_slot, shift_items
 from connector.domain.target import Target
-from connector.domain.window import SUPPRESSING_PHASES, MaintenanceWindow, Phase, State
+from connector.domain.window import MaintenanceWindow, Phase, State
 from connector.slack.delivery import SlackSink
 from connector.slack.locale import message
 from connector.slack.render import RenderContext, render_digest
@@ -27,66 +28,6 @@ from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 DIGEST_TYPE = "itsm_digest"
-
-
-def digest_items(
-    windows: list[tuple[MaintenanceWindow, Phase]], now: datetime, horizon: timedelta
-) -> list[tuple[MaintenanceWindow, Phase]]:
-    """Running windows, and scheduled ones starting within ``horizon`` (pure)."""
-    items = []
-    for w, phase in windows:
-        if phase in SUPPRESSING_PHASES or (
-            phase is Phase.SCHEDULED and w.planned_start is not None and w.planned_start <= now + horizon
-        ):
-            items.append((w, phase))
-    return sorted(
-        items, key=lambda i: (i[1] not in SUPPRESSING_PHASES, i[0].planned_start or now, i[0].number)
-    )
-
-
-def shift_items(
-    windows: list[tuple[MaintenanceWindow, Phase]], now: datetime, tz: ZoneInfo
-) -> list[tuple[MaintenanceWindow, Phase]]:
-    """Today's and tomorrow's windows in ``tz``: running, overrunning, upcoming (pure)."""
-    today = now.astimezone(tz).date()
-    days = {today, today + timedelta(days=1)}
-    items = [
-        (w, phase)
-        for w, phase in windows
-        if phase in SUPPRESSING_PHASES
-        or (
-            phase is Phase.SCHEDULED
-            and w.planned_start is not None
-            and w.planned_start.astimezone(tz).date() in days
-        )
-    ]
-    return sorted(
-        items, key=lambda i: (i[1] not in SUPPRESSING_PHASES, i[0].planned_start or now, i[0].number)
-    )
-
-
-def due_slot(
-    times: Sequence[str],
-    tz: ZoneInfo,
-    now: datetime,
-    last: datetime | None,
-    grace: timedelta = timedelta(hours=1),
-) -> datetime | None:
-    """The latest configured local time at or before ``now`` that has not been served (``last``) and is
-    not older than ``grace`` (a digest hours late after an outage is noise), else ``None`` (pure)."""
-    local = now.astimezone(tz)
-    slots = [
-        datetime.combine(day, time.fromisoformat(t), tzinfo=tz)
-        for day in (local.date() - timedelta(days=1), local.date())
-        for t in times
-    ]
-    past = [slot for slot in slots if slot <= local]
-    if not past:
-        return None
-    slot = max(past)
-    if (last is not None and slot <= last) or local - slot > grace:
-        return None
-    return slot
 
 
 class DigestPoster:
