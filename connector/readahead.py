@@ -17,13 +17,14 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem, phase_at
 from connector.memory import limit_malloc_arenas
+from connector.servicenow.lookback import Remember, Seen
 from connector.servicenow.query import Cursor
 
 # the poll's logger: its name is in the log lines, and the read-ahead is part of the poll
@@ -51,15 +52,18 @@ Pages = Iterable[tuple[list[dict[str, Any]], Cursor | None]]
 @dataclass
 class Page:
     """A fetched page, normalized, with the cursor to commit with it and the ``task_ci`` CIs of its
-    not-finished tickets (the others keep the CIs they were last shown with)."""
+    not-finished tickets (the others keep the CIs they were last shown with). Records read again at
+    the version already applied are not in it; ``remember``: the versions of those that are, to
+    commit with them (see :mod:`connector.servicenow.lookback`)."""
 
     records: list[tuple[Mapping[str, Any], Normalized]]
     cursor: Cursor | None
     cis: dict[str, list[str]]
+    remember: list[Remember] = field(default_factory=list)
 
 
-_Waiting = tuple[list[tuple[Mapping[str, Any], Normalized]], Cursor | None, list[str]]
-"""A page waiting for its CIs: its records, its cursor, its not-finished tickets."""
+_Waiting = tuple[list[tuple[Mapping[str, Any], Normalized]], Cursor | None, list[str], list[Remember]]
+"""A page waiting for its CIs: its records, its cursor, its not-finished tickets, its versions."""
 
 _Question = tuple[list[_Waiting], "Future[dict[str, list[str]]] | None"]
 """Pages waiting for their CIs and the ``task_ci`` question asked for them (None: nothing to ask)."""
@@ -167,7 +171,8 @@ class PageReader:
     """The reader's side of the poll (its own thread: the source and pure functions only).
 
     ``changes`` asks the source for the pages (it is called in the reader's thread), ``normalize``
-    turns a record into a window or its problems, ``task_cis`` asks ``task_ci`` about tickets."""
+    turns a record into a window or its problems, ``task_cis`` asks ``task_ci`` about tickets;
+    ``seen``: the versions already applied, read from the store before the poll (None: apply all)."""
 
     changes: Callable[[], Pages]
     normalize: Callable[[Mapping[str, Any]], Normalized]
@@ -175,6 +180,7 @@ class PageReader:
     now: datetime
     name: str
     id_field: str = "sys_id"
+    seen: Seen | None = None
 
     def ahead(self, on_wait: Callable[[], None]) -> Ahead[Page]:
         """The pages, read ahead in a thread named after the poll; iterate inside its ``with`` block."""
@@ -222,6 +228,12 @@ class PageReader:
                 return
             records, page_cursor = got
             pages_left = getattr(got, "pages_left", None)  # a hint from the source, when it has one
+            remember: list[Remember] = []
+            if self.seen is not None:  # read again by the lookback, at the version applied: skipped
+                read = len(records)
+                records, remember = self.seen.sort(records)
+                if read != len(records):
+                    log.debug("%s: %d records read again unchanged, skipped", self.name, read - len(records))
             # Of each record, committing needs its id only: the rest is dropped here, so the pages read
             # ahead hold windows, not the records they were made from as well.
             page: list[tuple[Mapping[str, Any], Normalized]] = [
@@ -233,7 +245,7 @@ class PageReader:
                 for _, w in page
                 if isinstance(w, MaintenanceWindow) and phase_at(w, self.now) not in TERMINAL_PHASES
             ]
-            waiting.append((page, page_cursor, wanted))
+            waiting.append((page, page_cursor, wanted, remember))
             asked += len(wanted)
             question = None
             # The pages of the last question are committed after the last request: the last page
@@ -248,7 +260,7 @@ class PageReader:
 
     def _ask(self, waiting: list[_Waiting], fetch: ThreadPoolExecutor, ahead: Ahead[Page]) -> _Question:
         """One ``task_ci`` question for the waiting pages' open tickets, queued in the fetching thread."""
-        ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
+        ids = [sys_id for _, _, wanted, _ in waiting for sys_id in wanted]
         return waiting, fetch.submit(self.task_cis, ids) if ids and not ahead.stopped else None
 
     def _answer(self, question: _Question, ahead: Ahead[Page]) -> Iterator[Page]:
@@ -258,5 +270,5 @@ class PageReader:
             return
         cis = answer.result() if answer is not None else {}
         ahead.busy()
-        for records, page_cursor, wanted in waiting:
-            yield Page(records, page_cursor, {t: cis[t] for t in wanted if t in cis})
+        for records, page_cursor, wanted, remember in waiting:
+            yield Page(records, page_cursor, {t: cis[t] for t in wanted if t in cis}, remember)

@@ -276,6 +276,28 @@ class Store(Facts):
             (source, name, _iso(cursor.updated_on), cursor.sys_id),
         )
 
+    # -- versions applied (the poll's lookback) ----------------------------------------------------
+    def seen_since(self, source: str, updated_on: str) -> dict[str, str]:
+        """sys_id → version applied, of the records updated at or after ``updated_on`` (SN format)."""
+        rows = self._q(
+            "SELECT sys_id, version FROM seen WHERE source=? AND updated_on>=?", (source, updated_on)
+        )
+        return {sys_id: version for sys_id, version in rows}
+
+    def remember_seen(self, source: str, rows: Sequence[tuple[str, str, str]], floor: str) -> None:
+        """Record ``(sys_id, updated_on, version)`` as applied; forget the rows updated before
+        ``floor``, which no poll reads again."""
+        if not rows:
+            return
+        self._x("DELETE FROM seen WHERE source=? AND updated_on<?", (source, floor))
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO seen(source, sys_id, updated_on, version) VALUES(?,?,?,?) "
+                "ON CONFLICT(source, sys_id) DO UPDATE SET updated_on=excluded.updated_on, "
+                "version=excluded.version",
+                [(source, *row) for row in rows],
+            )
+
     # -- outbox -----------------------------------------------------------------------------------
     def enqueue(
         self, events: Sequence[Event], targets: Sequence[Target], now: datetime, state: str = "pending"
