@@ -61,7 +61,10 @@ def idle(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
     d.poll()  # the first sync (not measured), then the first-run digest
     d.tick()
     deliver_everywhere(app, utc_now())
+    if args.get("recent"):  # tickets edited just now: each idle poll's lookback reads them again
+        parent.call("touch", describe=args["recent"])
     d.poll()  # the first incremental poll sets the task_ci cursor without a request
+    deliver_everywhere(app, utc_now())
     parent.call("counts")
     polls: list[dict[str, Any]] = []
     with profiled(args, "idle"):
@@ -91,6 +94,7 @@ def _idle_polls(parent: Parent, app: Any, args: dict[str, Any], polls: list[dict
                 "wall_ms": (w1 - w0) * 1000,
                 "cycle_cpu_ms": (c2 - c0) * 1000,
                 "snow": counts["snow"],
+                "snow_bytes": counts["snow_bytes"],
                 "slack": counts["slack"],
             }
         )

@@ -156,6 +156,16 @@ def snow_counts(snow: ServiceNowSimulator, reset: bool = True) -> dict[str, int]
     return dict(Counter(e.path.rstrip("/").rsplit("/table/", 1)[-1].split("/")[0] for e in entries))
 
 
+def snow_bytes(snow: ServiceNowSimulator) -> dict[str, int]:
+    """Bytes of answer bodies per table since the last reset (call before :func:`snow_counts`)."""
+    with snow._log_lock:
+        entries = list(snow.requests)
+    out: Counter[str] = Counter()
+    for e in entries:
+        out[e.path.rstrip("/").rsplit("/table/", 1)[-1].split("/")[0]] += e.bytes
+    return dict(out)
+
+
 def slack_counts(slack: SlackSimulator, reset: bool = True) -> dict[str, int]:
     calls = slack.calls
     if reset:
@@ -195,7 +205,8 @@ class SimHost:
         return result
 
     def op_counts(self) -> dict[str, Any]:
-        return {"snow": snow_counts(self.snow), "slack": slack_counts(self.slack)}
+        sent = snow_bytes(self.snow)
+        return {"snow": snow_counts(self.snow), "snow_bytes": sent, "slack": slack_counts(self.slack)}
 
     def op_requests(self) -> list[dict[str, Any]]:
         """Every ServiceNow request since the last reset, path and parameters (then reset)."""

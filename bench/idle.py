@@ -1,7 +1,9 @@
 """Cost of an idle poll with 500 open windows (requests, Slack calls, CPU), and of a full refresh.
 
-``python -m bench.idle [--repeat N]``. The daemon runs in a child process (``bench.child idle``):
-each run seeds fresh simulators, lets the child do its first sync, then times idle polls one by one.
+``python -m bench.idle [--repeat N] [--recent N]``. The daemon runs in a child process (``bench.child
+idle``): each run seeds fresh simulators, lets the child do its first sync, then times idle polls one by
+one. ``--recent N`` edits N open tickets just before: each idle poll's lookback reads them again (and
+skips them), which is what an idle poll costs in the minutes after a change.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ REFRESHES = 2
 
 
 def one_run(
-    open_windows: int = OPEN_WINDOWS, polls: int = POLLS, profile: str | None = None
+    open_windows: int = OPEN_WINDOWS, polls: int = POLLS, profile: str | None = None, recent: int = 0
 ) -> dict[str, Any]:
     work = tmpdir("idle")
     with simulators() as (snow, slack):
@@ -35,6 +37,7 @@ def one_run(
             "refreshes": REFRESHES,
             "gap": 0.05,
             "profile": profile,
+            "recent": recent,
         }
         raw = SimHost(snow, slack, seeder).run("idle", args, work / "child.log")
     polls_ = raw["polls"]
@@ -46,6 +49,9 @@ def one_run(
         "open_windows": raw["open_windows"],
         "change_requests_per_poll": per_poll("change_request"),
         "task_ci_requests_per_poll": per_poll("task_ci"),
+        "recently_changed": recent,
+        "change_request_bytes_per_poll": median([p["snow_bytes"].get("change_request", 0) for p in polls_]),
+        "snow_bytes_per_poll": median([sum(p["snow_bytes"].values()) for p in polls_]),
         "other_requests_per_poll": median(
             [sum(n for t, n in p["snow"].items() if t not in ("change_request", "task_ci")) for p in polls_]
         ),
@@ -65,10 +71,11 @@ def one_run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--recent", type=int, default=0, metavar="N", help="edit N tickets just before")
     parser.add_argument("--profile", metavar="DIR", help="write cProfiles to DIR/idle.prof, DIR/refresh.prof")
     args = parser.parse_args()
     for _ in range(args.repeat):
-        print(json.dumps(one_run(profile=args.profile), indent=1))
+        print(json.dumps(one_run(profile=args.profile, recent=args.recent), indent=1))
 
 
 if __name__ == "__main__":

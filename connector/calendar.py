@@ -1,13 +1,15 @@
 """The calendar feed (RFC 5545): one VEVENT per window, so L1 can subscribe in their calendar.
 
 :func:`render_calendar` is pure: windows and ``now`` in, bytes out; :class:`CalendarFeed` reads the
-windows a feed shows from the store. ``SEQUENCE`` is the number of events told about the
-window, so it goes up on every change and calendar clients replace the old copy; cancelled and
-withdrawn windows stay in the feed as ``STATUS:CANCELLED`` so subscribers see them disappear.
+windows a feed shows from the store, and keeps each served feed until the store changes.
+``SEQUENCE`` is the number of events told about the window, so it goes up on every change and
+calendar clients replace the old copy; cancelled and withdrawn windows stay in the feed as
+``STATUS:CANCELLED`` so subscribers see them disappear.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
@@ -71,6 +73,9 @@ def render_calendar(
 
 Route = Callable[[], tuple[int, str, bytes]]
 CONTENT_TYPE = "text/calendar; charset=utf-8"
+#: A served feed is rendered again when the store changed, or when it is this old (what time alone
+#: changes in it: windows finished a week ago leave the feed).
+MAX_AGE = timedelta(minutes=10)
 
 
 class CalendarFeed:
@@ -79,6 +84,9 @@ class CalendarFeed:
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._clock = clock
+        #: the served feeds by channel (None: every window): (store generation, rendered at, body)
+        self._served: dict[str | None, tuple[int, datetime, bytes]] = {}
+        self._lock = threading.Lock()
 
     def render(self, now: datetime, channel: str | None = None) -> bytes:
         counts = self._store.event_counts()
@@ -90,13 +98,27 @@ class CalendarFeed:
         ]
         return render_calendar(items, now, name=f"Maintenance windows{f' ({channel})' if channel else ''}")
 
+    def served(self, channel: str | None = None) -> bytes:
+        """:meth:`render` as served: rendered once per change of the windows, their events or their
+        channels (``Store.generation``), or after ``MAX_AGE``. One render at a time: clients asking
+        meanwhile wait for it and get it (10,000 windows take seconds of CPU, and 32 clients
+        rendering in turn starved the daemon's loop)."""
+        with self._lock:
+            generation, now = self._store.generation, self._clock()  # read before the store is
+            cached = self._served.get(channel)
+            if cached is not None and cached[0] == generation and now - cached[1] < MAX_AGE:
+                return cached[2]
+            body = self.render(now, channel)
+            self._served[channel] = (generation, now, body)
+            return body
+
     def routes(self, channels: Iterable[str]) -> dict[str, Route]:
         """``/calendar.ics`` (all windows) and ``/calendar/<channel>.ics``, for the HTTP listener."""
-        routes: dict[str, Route] = {"/calendar.ics": lambda: (200, CONTENT_TYPE, self.render(self._clock()))}
+        routes: dict[str, Route] = {"/calendar.ics": lambda: (200, CONTENT_TYPE, self.served())}
         for channel in channels:
             routes[f"/calendar/{channel}.ics"] = lambda ch=channel: (  # type: ignore[misc]
                 200,
                 CONTENT_TYPE,
-                self.render(self._clock(), ch),
+                self.served(ch),
             )
         return routes

@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from connector.alertmanager.settings import AlertmanagerSettings
 from connector.domain.routing import Route
 from connector.errors import ConfigError
+from connector.servicenow.lookback import default_lookback
 from connector.servicenow.mapping import SourceMapping
 
 DEFAULT_CONFIG_PATH = Path("/etc/itsm-connector/config.yaml")
@@ -52,7 +53,14 @@ class ServiceNowSettings(_Strict):
     timeout: float = Field(30.0, gt=0)
     poll_interval: float = Field(60.0, ge=1)
     ci_refresh_interval: float = Field(900.0, ge=10)
+    # seconds each poll reads again before it started, for updates stamped in a second already read
+    # (late commits, two updates in one second); None: two poll intervals or 60 s, whichever is larger
+    lookback: float | None = Field(None, ge=0, le=86400)
     mapping: SourceMapping = Field(default_factory=SourceMapping)
+
+    @property
+    def lookback_seconds(self) -> float:
+        return self.lookback if self.lookback is not None else default_lookback(self.poll_interval)
 
     @field_validator("url")
     @classmethod

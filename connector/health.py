@@ -9,8 +9,10 @@ store); it does no other I/O. Healthy means:
   success, the same allowance is counted from ``started_at`` (starting, not failing); and
 * Slack delivery is not failing.
 
-``HealthServer`` is a stdlib ``ThreadingHTTPServer`` in a daemon thread, bound to 127.0.0.1 by
-default; request lines are logged at DEBUG only.
+``HealthServer`` serves from a fixed pool of ``WORKERS`` threads with a ``REQUEST_TIMEOUT`` deadline
+per connection (:mod:`connector.listener`: clients cannot exhaust the daemon's threads or hold them),
+bound to 127.0.0.1 by default; request lines are logged at DEBUG only. Nothing that goes wrong in it
+reaches the daemon's loop: a failing route answers 500, a worker that cannot be started is logged.
 """
 
 from __future__ import annotations
@@ -22,16 +24,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from connector.listener import BoundedHTTPServer
+
 log = logging.getLogger(__name__)
 
 STALE_AFTER_INTERVALS = 3
 JSON_TYPE = "application/json"
+#: threads serving connections (and places in the queue of connections waiting for one); beyond
+#: that, a connection is answered 503 at once. The listener uses WORKERS + 1 threads, never more.
+WORKERS = 16
+#: seconds a connection may take from accept to its end, reading the request included
+REQUEST_TIMEOUT = 10.0
 
 Route = Callable[[], tuple[int, str, bytes]]
 
@@ -96,6 +105,8 @@ class HealthServer:
         *,
         clock: Callable[[], datetime] | None = None,
         before_metrics: Callable[[], None] | None = None,
+        workers: int = WORKERS,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -108,7 +119,9 @@ class HealthServer:
         self._registry = registry
         self._before_metrics = before_metrics  # e.g. refresh gauges from the store
         self._clock = clock or (lambda: datetime.now(timezone.utc))
-        self._server: ThreadingHTTPServer | None = None
+        self._workers = workers
+        self._request_timeout = request_timeout
+        self._server: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -118,20 +131,39 @@ class HealthServer:
             return self._requested_port
         return int(self._server.server_address[1])
 
+    @property
+    def refused(self) -> int:
+        """Connections answered 503 because every worker was busy."""
+        return self._server.refused if self._server is not None else 0
+
     def start(self) -> None:
-        """Bind and serve in a daemon thread. Raises OSError if the address cannot be bound."""
+        """Bind and serve in daemon threads. Raises OSError if the address cannot be bound; threads
+        that cannot be started (a task limit) are logged, and the listener serves with fewer or none."""
         if self._server is not None:
             return
-        server = ThreadingHTTPServer((self._host, self._requested_port), _make_handler(self._routes))
-        server.daemon_threads = True
+        handler = _make_handler(self._routes, self._request_timeout)
+        server = BoundedHTTPServer(
+            (self._host, self._requested_port),
+            handler,
+            workers=self._workers,
+            timeout=self._request_timeout,
+        )
         self._server = server
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},  # how quickly stop() returns
+            kwargs={"poll_interval": 0.1},  # how quickly stop() returns and late connections are cut
             name="health-http",
             daemon=True,
         )
-        self._thread.start()
+        try:
+            thread.start()
+        except RuntimeError as e:  # "can't start new thread": no listener, the daemon goes on
+            log.error("health listener off: cannot start its thread (%s)", e)
+            server.server_close()
+            self._server = None
+            return
+        self._thread = thread
+        server.start_workers("health-worker")
         log.info("health listener on http://%s:%d/", self._host, self.port)
 
     def stop(self) -> None:
@@ -139,6 +171,7 @@ class HealthServer:
         if server is None:
             return
         server.shutdown()
+        server.stop_workers()
         server.server_close()
         if thread is not None:
             thread.join(timeout=5)
@@ -157,10 +190,12 @@ class HealthServer:
         return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
 
 
-def _make_handler(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
+def _make_handler(routes: Mapping[str, Route], request_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "itsm-connector"
         sys_version = ""
+        # each read and write of the connection (the server also cuts it after this long in all)
+        timeout = request_timeout
 
         def do_GET(self) -> None:
             self._respond(send_body=True)

@@ -17,13 +17,14 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem, phase_at
 from connector.memory import limit_malloc_arenas
+from connector.servicenow.lookback import Remember, Seen
 from connector.servicenow.query import ChangePage, Cursor
 
 # the poll's logger: its name is in the log lines, and the read-ahead is part of the poll
@@ -47,19 +48,23 @@ Normalized = MaintenanceWindow | list[Problem]
 @dataclass
 class ReadPage:
     """A fetched page, normalized, with the cursor to commit with it and the ``task_ci`` CIs of its
-    not-finished tickets (the others keep the CIs they were last shown with)."""
+    not-finished tickets (the others keep the CIs they were last shown with). Records read again at
+    the version already applied are not in it; ``remember``: the versions of those that are, to
+    commit with them (see :mod:`connector.servicenow.lookback`)."""
 
     records: list[tuple[Mapping[str, Any], Normalized]]
     cursor: Cursor | None
     cis: dict[str, list[str]]
+    remember: list[Remember] = field(default_factory=list)
 
 
 class _AwaitingCIs(NamedTuple):
-    """A page waiting for its CIs: its records, its cursor, its not-finished tickets."""
+    """A page waiting for its CIs: its records, its cursor, its not-finished tickets, its versions."""
 
     records: list[tuple[Mapping[str, Any], Normalized]]
     cursor: Cursor | None
     open_ids: list[str]
+    remember: list[Remember]
 
 
 class _CIQuestion(NamedTuple):
@@ -171,7 +176,8 @@ class PageReader:
     """The reader's side of the poll (its own thread: the source and pure functions only).
 
     ``changes`` asks the source for the pages (it is called in the reader's thread), ``normalize``
-    turns a record into a window or its problems, ``task_cis`` asks ``task_ci`` about tickets."""
+    turns a record into a window or its problems, ``task_cis`` asks ``task_ci`` about tickets;
+    ``seen``: the versions already applied, read from the store before the poll (None: apply all)."""
 
     changes: Callable[[], Iterable[ChangePage]]
     normalize: Callable[[Mapping[str, Any]], Normalized]
@@ -179,6 +185,7 @@ class PageReader:
     now: datetime
     name: str
     id_field: str = "sys_id"
+    seen: Seen | None = None
 
     def ahead(self, on_wait: Callable[[], None]) -> ReadAhead[ReadPage]:
         """The pages, read ahead in a thread named after the poll; iterate inside its ``with`` block."""
@@ -225,6 +232,12 @@ class PageReader:
             if ahead.stopped:
                 return
             records, page_cursor, pages_left = got.records, got.cursor, got.pages_left
+            remember: list[Remember] = []
+            if self.seen is not None:  # read again by the lookback, at the version applied: skipped
+                read = len(records)
+                records, remember = self.seen.sort(records)
+                if read != len(records):
+                    log.debug("%s: %d records read again unchanged, skipped", self.name, read - len(records))
             # Of each record, committing needs its id only: the rest is dropped here, so the pages read
             # ahead hold windows, not the records they were made from as well.
             page: list[tuple[Mapping[str, Any], Normalized]] = [
@@ -236,7 +249,7 @@ class PageReader:
                 for _, w in page
                 if isinstance(w, MaintenanceWindow) and phase_at(w, self.now) not in TERMINAL_PHASES
             ]
-            waiting.append(_AwaitingCIs(page, page_cursor, wanted))
+            waiting.append(_AwaitingCIs(page, page_cursor, wanted, remember))
             asked += len(wanted)
             question = None
             # The pages of the last question are committed after the last request: the last page
@@ -253,7 +266,7 @@ class PageReader:
         self, waiting: list[_AwaitingCIs], fetch: ThreadPoolExecutor, ahead: ReadAhead[ReadPage]
     ) -> _CIQuestion:
         """One ``task_ci`` question for the waiting pages' open tickets, queued in the fetching thread."""
-        ids = [sys_id for _, _, wanted in waiting for sys_id in wanted]
+        ids = [sys_id for w in waiting for sys_id in w.open_ids]
         return _CIQuestion(waiting, fetch.submit(self.task_cis, ids) if ids and not ahead.stopped else None)
 
     def _answer(self, question: _CIQuestion, ahead: ReadAhead[ReadPage]) -> Iterator[ReadPage]:
@@ -263,5 +276,5 @@ class PageReader:
             return
         cis = answer.result() if answer is not None else {}
         ahead.busy()
-        for records, page_cursor, wanted in waiting:
-            yield ReadPage(records, page_cursor, {t: cis[t] for t in wanted if t in cis})
+        for records, page_cursor, wanted, remember in waiting:
+            yield ReadPage(records, page_cursor, {t: cis[t] for t in wanted if t in cis}, remember)

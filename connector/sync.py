@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal, Protocol
 
@@ -31,9 +31,10 @@ from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow, Problem
 from connector.memory import release_after_catch_up
 from connector.readahead import Normalized, PageReader, ReadPage
+from connector.servicenow.lookback import Seen, lookback_start
 from connector.servicenow.mapping import SourceMapping
 from connector.servicenow.normalize import normalize_change
-from connector.servicenow.query import ChangePage, Cursor, next_cursor
+from connector.servicenow.query import ChangePage, Cursor, format_sn_datetime, next_cursor
 from connector.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class ChangeSource(Protocol):
         *,
         signpost: datetime,
         max_pages: int = ...,
+        lookback: timedelta = ...,
     ) -> Iterable[ChangePage]: ...
 
     def fetch_by_ids(
@@ -113,6 +115,7 @@ class Syncer:
         targets_for: Callable[[MaintenanceWindow], Sequence[Target]] | None = None,
         reminder_minutes: Callable[[Target], int | None] = lambda target: None,
         on_quiet_change: Callable[[tuple[str, str]], None] = lambda key: None,
+        lookback: timedelta = timedelta(0),
     ) -> None:
         self.source = source
         self.store = store
@@ -123,6 +126,7 @@ class Syncer:
         self.mapping = mapping
         self.fields = mapping.fields.fields()
         self.id_field = mapping.fields.sys_id
+        self.lookback = lookback  # each poll reads again what changed this long before it started
         self.targets = list(targets)  # every channel (each gets its own first-run digest)
         self.first_run = first_run
         self._targets_for = targets_for or (lambda w: self.targets)
@@ -142,13 +146,17 @@ class Syncer:
         result = PollResult(first_sync=not self.store.first_sync_done(self.name))
         silent = result.first_sync and self.first_run != "announce"
         cursor = self.store.cursor(self.name)
+        seen = self._seen(cursor, now)
         read = PageReader(
-            changes=lambda: self.source.fetch_changes(self.filter, cursor, self.fields, signpost=now),
+            changes=lambda: self.source.fetch_changes(
+                self.filter, cursor, self.fields, signpost=now, lookback=self.lookback
+            ),
             normalize=self._normalize,
             task_cis=self._task_cis,
             now=now,
             name=f"poll-{self.name}",
             id_field=self.id_field,
+            seen=seen,
         ).ahead(on_wait=progress)
         with read:
             for page in read:
@@ -158,6 +166,8 @@ class Syncer:
                         result.add(
                             self._apply(raw, page.cis, now, silent=silent, normalized=normalized, known=known)
                         )
+                    if seen is not None:
+                        self.store.remember_seen(self.name, page.remember, format_sn_datetime(seen.floor))
                     self.store.set_cursor(self.name, page.cursor)
                 progress()
         if result.first_sync:
@@ -170,6 +180,17 @@ class Syncer:
         if result.fetched > RELEASE_AFTER_TICKETS:
             release_after_catch_up()
         return result
+
+    def _seen(self, cursor: Cursor | None, now: datetime) -> Seen | None:
+        """The versions applied of the records this poll may read again (None: no lookback)."""
+        if self.lookback <= timedelta(0):
+            return None
+        start = lookback_start(cursor, now, self.lookback)
+        since = format_sn_datetime(start.updated_on) if start is not None else ""
+        f = self.mapping.fields
+        return Seen(
+            self.store.seen_since(self.name, since), now - self.lookback, f.sys_id, f.updated_on, f.mod_count
+        )
 
     def _known(self, page: ReadPage) -> _Known:
         """What the store holds about the page's tickets, in two queries instead of two per ticket."""

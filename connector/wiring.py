@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -156,6 +156,7 @@ def build_connector(
             on_quiet_change=refreshes.request,
             targets_for=targets_for,
             reminder_minutes=reminder_minutes,
+            lookback=timedelta(seconds=sn.lookback_seconds),
         )
         for source, sn in zip(sources, settings.all_sources, strict=True)
     ]

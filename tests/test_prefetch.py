@@ -227,7 +227,14 @@ class Scripted:
         self.threads: set[str] = set()
 
     def fetch_changes(
-        self, filter: str, cursor: Cursor | None, fields: list[str], *, signpost: datetime, max_pages: int = 1
+        self,
+        filter: str,
+        cursor: Cursor | None,
+        fields: list[str],
+        *,
+        signpost: datetime,
+        max_pages: int = 1,
+        lookback: timedelta = timedelta(0),
     ) -> Iterator[ChangePage]:
         for i in range(self.pages):
             self.threads.add(threading.current_thread().name)
@@ -329,7 +336,14 @@ class OnePage(Scripted):
         self.records = records
 
     def fetch_changes(
-        self, filter: str, cursor: Cursor | None, fields: list[str], *, signpost: datetime, max_pages: int = 1
+        self,
+        filter: str,
+        cursor: Cursor | None,
+        fields: list[str],
+        *,
+        signpost: datetime,
+        max_pages: int = 1,
+        lookback: timedelta = timedelta(0),
     ) -> Iterator[ChangePage]:
         yield ChangePage(self.records, record_cursor(self.records[-1]))
 

@@ -42,7 +42,14 @@ class Source:
         self.pages: list[list[dict[str, Any]]] = []
 
     def fetch_changes(
-        self, filter: str, cursor: Cursor | None, fields: list[str], *, signpost: datetime, max_pages: int = 1
+        self,
+        filter: str,
+        cursor: Cursor | None,
+        fields: list[str],
+        *,
+        signpost: datetime,
+        max_pages: int = 1,
+        lookback: timedelta = timedelta(0),
     ) -> Iterator[ChangePage]:
         page = self.pages.pop(0) if self.pages else []
         yield ChangePage(page, cursor)

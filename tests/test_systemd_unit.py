@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from connector.health import WORKERS
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "itsm-connector.service"
 EXEC_START = "/opt/itsm-connector/venv/bin/itsm-connector run --config /etc/itsm-connector/config.yaml"
 MAX_EXPOSURE = 1.5
@@ -75,6 +77,16 @@ def test_unit_declares_what_the_daemon_relies_on() -> None:
         "Wants=network-online.target",
     ]:
         assert expected in lines
+
+
+def test_tasks_max_leaves_room_for_every_thread_the_daemon_starts() -> None:
+    """Under systemd's task limit a thread that cannot start kills a poll; the listener's share is
+    bounded (WORKERS + 1), so the limit must cover it, the fixed threads and many channels."""
+    (line,) = [d for d in directives(UNIT.read_text()) if d.startswith("TasksMax=")]
+    fixed = 1 + 1 + 2 + 1  # main, signals, the poll's reader and fetcher, the Alertmanager sink
+    listener = WORKERS + 1
+    channels = 32  # one sink worker each
+    assert int(line.removeprefix("TasksMax=")) >= fixed + listener + channels
 
 
 def test_verify_prints_nothing(analyze: str, tmp_path: Path) -> None:

@@ -17,10 +17,9 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from connector.config import Settings
-from connector.runtime import App
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
-from connector.wiring import build_connector
+from connector.wiring import Connector, build_connector
 
 CHANNEL = "C0MAINT01"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # 21:00 KST
@@ -229,7 +228,7 @@ def _sn(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _summary(app: App, slack: SlackSimulator, out: TextIO) -> None:
+def _summary(app: Connector, slack: SlackSimulator, out: TextIO) -> None:
     parents = slack.parents(CHANNEL)
     replies = sum(len(p.replies) for p in parents)
     depth, _ = app.store.outbox_stats(app.daemon.clock())

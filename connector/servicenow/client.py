@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +43,7 @@ from connector.servicenow.classify import (
     no_record_found,
     transport_error,
 )
+from connector.servicenow.lookback import lookback_start
 from connector.servicenow.normalize import raw_value
 from connector.servicenow.oauth import OAuthToken
 from connector.servicenow.query import (
@@ -140,11 +141,16 @@ class ServiceNowSource:
         *,
         signpost: datetime,
         max_pages: int = 1000,
+        lookback: timedelta = timedelta(0),
     ) -> Iterator[ChangePage]:
-        """Pages of records changed after ``cursor``, each with the cursor to commit with it."""
+        """Pages of records changed after ``cursor``, each with the cursor to commit with it. With a
+        ``lookback``, the first request starts that long before ``signpost`` when that is earlier
+        than the cursor (:func:`~connector.servicenow.lookback.lookback_start`); the cursors to
+        commit still never go back."""
         fields = _fields_including(fields, self._updated_field, self._id_field)
         current = cursor
-        pages = self._keyset_pages(self.table, filter, cursor, fields, max_pages, self._keys)
+        start = lookback_start(cursor, signpost, lookback)
+        pages = self._keyset_pages(self.table, filter, start, fields, max_pages, self._keys)
         for records, last, pages_left in pages:
             current = next_cursor(current, last, signpost)
             yield ChangePage(records, current, pages_left)

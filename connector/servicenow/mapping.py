@@ -55,6 +55,9 @@ class FieldMap(BaseModel):
     close_code: str = "close_code"
     updated_on: str = "sys_updated_on"
     sys_id: str = "sys_id"
+    # incremented by every update: the poll's lookback skips a record read again at the version it
+    # applied (an ITSM without it: records are compared by a digest of their fields instead)
+    mod_count: str = "sys_mod_count"
 
     @field_validator("*")
     @classmethod

@@ -8,6 +8,8 @@ after the last record seen::
 so a record edited while we page moves to the end instead of being skipped (offset paging's failure),
 and records sharing the cursor's second (one-second granularity: ties are normal) are never missed.
 Date-time literals are UTC ``YYYY-MM-DD HH:MM:SS``, which is how the instance compares them.
+What the cursor alone misses (updates stamped at or before a position already read) is read again
+by the poll's lookback: :mod:`connector.servicenow.lookback`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -61,6 +61,7 @@ class RequestLogEntry:
     path: str  # URL path without the query string
     params: dict[str, str]  # query parameters; the last one wins when a name repeats
     status: int  # 0 when the "drop" fault closed the connection without an answer
+    bytes: int = field(default=0, compare=False)  # the answer's body, as sent (for benchmarks)
 
 
 def _int_param(params: dict[str, str], name: str, default: int) -> int:
@@ -246,7 +247,7 @@ class ServiceNowSimulator:
                 reply = envelope(500, "Simulator error", repr(exc))
         if fault is not None and fault.kind == "truncated":
             reply = replace(reply, body=reply.body[: len(reply.body) // 2])
-        self._log(RequestLogEntry(method, parts.path, params, reply.status))
+        self._log(RequestLogEntry(method, parts.path, params, reply.status, len(reply.body)))
         return reply
 
     def _respond(self, method: str, target: str, authorization: str | None, body: bytes) -> Reply:

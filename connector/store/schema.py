@@ -11,7 +11,10 @@ migrations that build it, one script per version (``PRAGMA user_version`` counts
 - ``problems``: tickets that could not become windows, with the reason, for ``windows --problems``;
 - ``silences``: Alertmanager silences per window;
 - ``targets``: the channels that follow each window;
-- ``meta``: the store's random id (namespaces event ids in Slack metadata) and small facts.
+- ``meta``: the store's random id (namespaces event ids in Slack metadata) and small facts;
+- ``seen``: the version (``sys_mod_count`` or a digest) last applied of each recently updated record,
+  so the poll's lookback skips what it reads again (``connector.servicenow.lookback``); rows older
+  than the lookback are dropped as new ones are written.
 """
 
 from __future__ import annotations
@@ -56,5 +59,12 @@ MIGRATIONS: list[str] = [
     INSERT OR REPLACE INTO targets(source, sys_id, targets)
         SELECT e.source, e.sys_id, json_array(d.target) FROM events e JOIN deliveries d ON d.event_id = e.id
         ORDER BY e.id;
+    """,
+    # 4: the versions applied of recently updated records, for the poll's lookback
+    """
+    CREATE TABLE seen (
+        source TEXT NOT NULL, sys_id TEXT NOT NULL, updated_on TEXT NOT NULL, version TEXT NOT NULL,
+        PRIMARY KEY (source, sys_id));
+    CREATE INDEX seen_updated ON seen (source, updated_on);
     """,
 ]

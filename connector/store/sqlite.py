@@ -85,6 +85,9 @@ class Store(Facts):
         self._lock = threading.RLock()
         self._depth = 0
         self._pending_windows: list[tuple[Any, ...]] = []  # saved in this transaction, not yet written
+        #: bumped by every write of a window, an event or a window's channels (what the calendar
+        #: shows), before it is committed: a reader that saw a value has not seen later writes
+        self.generation = 0
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # 512 KiB of page cache instead of SQLite's 2 MiB: the database is small and sits in the OS
@@ -216,6 +219,7 @@ class Store(Facts):
         w = t.window
         row = (*w.key, w.number, t.phase.value, int(t.announced), json.dumps(window_to_dict(w)))
         with self._lock:
+            self.generation += 1
             if self._depth:
                 self._pending_windows.append(row)
             else:
@@ -228,6 +232,8 @@ class Store(Facts):
         return [Target.parse(t) for t in json.loads(rows[0][0])] if rows else None
 
     def set_targets(self, key: tuple[str, str], targets: Sequence[Target]) -> None:
+        with self._lock:
+            self.generation += 1
         self._x(
             "INSERT INTO targets(source, sys_id, targets) VALUES(?,?,?) "
             "ON CONFLICT(source, sys_id) DO UPDATE SET targets=excluded.targets",
@@ -270,10 +276,34 @@ class Store(Facts):
             (source, name, _iso(cursor.updated_on), cursor.sys_id),
         )
 
+    # -- versions applied (the poll's lookback) ----------------------------------------------------
+    def seen_since(self, source: str, updated_on: str) -> dict[str, str]:
+        """sys_id → version applied, of the records updated at or after ``updated_on`` (SN format)."""
+        rows = self._q(
+            "SELECT sys_id, version FROM seen WHERE source=? AND updated_on>=?", (source, updated_on)
+        )
+        return {sys_id: version for sys_id, version in rows}
+
+    def remember_seen(self, source: str, rows: Sequence[tuple[str, str, str]], floor: str) -> None:
+        """Record ``(sys_id, updated_on, version)`` as applied; forget the rows updated before
+        ``floor``, which no poll reads again."""
+        if not rows:
+            return
+        self._x("DELETE FROM seen WHERE source=? AND updated_on<?", (source, floor))
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO seen(source, sys_id, updated_on, version) VALUES(?,?,?,?) "
+                "ON CONFLICT(source, sys_id) DO UPDATE SET updated_on=excluded.updated_on, "
+                "version=excluded.version",
+                [(source, *row) for row in rows],
+            )
+
     # -- outbox -----------------------------------------------------------------------------------
     def enqueue(
         self, events: Sequence[Event], targets: Sequence[Target], now: datetime, state: str = "pending"
     ) -> None:
+        with self._lock:
+            self.generation += 1
         for e in events:
             cur = self._x(
                 "INSERT INTO events(source, sys_id, kind, payload, created_at) VALUES(?,?,?,?,?)",

@@ -1,0 +1,163 @@
+"""An HTTP server that no number of clients can exhaust: a fixed pool of worker threads, a bounded
+queue, and a deadline on every connection.
+
+The stdlib ``ThreadingHTTPServer`` starts one thread per connection and waits for a request as long
+as the client likes: 500 half-sent requests held 504 threads, and under systemd's ``TasksMax`` the
+daemon's own threads then failed to start. Here:
+
+* ``workers`` threads are started once, in :meth:`BoundedHTTPServer.start_workers`; serving never
+  starts another;
+* an accepted connection waits in a queue of ``workers`` places for a free worker; when the queue is
+  full it is answered ``503`` at once, from the accepting thread, without reading it;
+* every connection has ``timeout`` seconds from its accept to its end, the request read included
+  (each read also times out after that long): the accepting thread, between two ``select`` calls,
+  shuts down the sockets that are past their deadline, so a client sending one byte every few
+  seconds is cut off too;
+* an exception in a handler is logged and ends that connection only: the worker carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+log = logging.getLogger("connector.health")
+
+#: what a connection that finds every worker busy and the queue full is told, before it is closed
+BUSY_REPLY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 5\r\nRetry-After: 1\r\nConnection: close\r\n\r\nbusy\n"
+)
+
+
+class BoundedHTTPServer(HTTPServer):
+    """``HTTPServer`` whose connections are served by a fixed pool of threads, each within ``timeout``
+    seconds. Run :meth:`serve_forever` in one thread after :meth:`start_workers`."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        workers: int,
+        timeout: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        super().__init__(address, handler)
+        self.workers = workers
+        self.connection_timeout = timeout
+        self._monotonic = monotonic
+        self._waiting: queue.Queue[tuple[socket.socket, Any] | None] = queue.Queue(maxsize=workers)
+        self._deadlines: dict[socket.socket, float] = {}
+        self._deadlines_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.refused = 0  # connections answered 503 because every worker was busy
+
+    def start_workers(self, name: str) -> int:
+        """Start the pool; returns how many threads started. A thread that cannot be started (the
+        process is at its task limit) is logged, not raised: the listener serves with fewer."""
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as e:  # "can't start new thread"
+                log.error(
+                    "health listener: started %d of %d worker threads (%s); serving with those",
+                    len(self._threads),
+                    self.workers,
+                    e,
+                )
+                break
+            self._threads.append(thread)
+        return len(self._threads)
+
+    def stop_workers(self, timeout: float = 5) -> None:
+        """After ``shutdown()``: close the waiting connections, end the workers, wait for them."""
+        while True:
+            try:
+                item = self._waiting.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.shutdown_request(item[0])
+        with self._deadlines_lock:
+            for sock in list(self._deadlines):
+                _cut(sock)
+        for _ in self._threads:
+            self._waiting.put(None)
+        deadline = self._monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - self._monotonic()))
+        self._threads = []
+
+    # -- in the accepting thread ------------------------------------------------------------------
+    def process_request(self, request: Any, client_address: Any) -> None:
+        sock: socket.socket = request
+        if not self._threads:
+            self._refuse(sock)
+            return
+        with self._deadlines_lock:
+            self._deadlines[sock] = self._monotonic() + self.connection_timeout
+        try:
+            self._waiting.put_nowait((sock, client_address))
+        except queue.Full:
+            with self._deadlines_lock:
+                self._deadlines.pop(sock, None)
+            self._refuse(sock)
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` after every ``select``: cut the connections past their deadline
+        (the worker reading or writing one sees its end at once and moves on)."""
+        now = self._monotonic()
+        with self._deadlines_lock:
+            late = [s for s, deadline in self._deadlines.items() if deadline <= now]
+            for sock in late:
+                del self._deadlines[sock]
+        for sock in late:
+            log.debug("health listener: connection cut after %.0fs", self.connection_timeout)
+            _cut(sock)
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """``503`` without waiting for anything: the bytes fit in an empty socket buffer."""
+        self.refused += 1
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # what already arrived: closing over unread data resets
+                sock.recv(65536)
+            with contextlib.suppress(OSError):
+                sock.send(BUSY_REPLY)
+        finally:
+            self.shutdown_request(sock)
+
+    # -- in a worker ------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            item = self._waiting.get()
+            if item is None:
+                return
+            sock, address = item
+            try:
+                self.finish_request(sock, address)
+            except Exception:  # a client gone mid-answer, a handler bug: this connection only
+                log.debug("health listener: connection from %s failed", address, exc_info=True)
+            finally:
+                with self._deadlines_lock:
+                    self._deadlines.pop(sock, None)
+                self.shutdown_request(sock)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("health listener: connection from %s failed", client_address, exc_info=True)
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by its worker
+        sock.shutdown(socket.SHUT_RDWR)
