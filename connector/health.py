@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -122,7 +123,8 @@ class HealthServer:
         """Bind and serve in a daemon thread. Raises OSError if the address cannot be bound."""
         if self._server is not None:
             return
-        server = ThreadingHTTPServer((self._host, self._requested_port), _make_handler(self._routes))
+        server_class = _IPv6Server if ":" in self._host else ThreadingHTTPServer
+        server = server_class((self._host, self._requested_port), _make_handler(self._routes))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -132,7 +134,8 @@ class HealthServer:
             daemon=True,
         )
         self._thread.start()
-        log.info("health listener on http://%s:%d/", self._host, self.port)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        log.info("health listener on http://%s:%d/", host, self.port)
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
@@ -155,6 +158,12 @@ class HealthServer:
             except Exception:  # stale gauges beat no metrics at all
                 log.exception("health listener: refreshing the gauges failed")
         return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    """``health.listen: "[::1]:9464"``: the stdlib server binds IPv4 (AF_INET) unless told."""
+
+    address_family = socket.AF_INET6
 
 
 def _make_handler(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
