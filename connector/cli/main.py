@@ -8,6 +8,7 @@ no traceback). The commands themselves live in ``service`` (run, sync, check) an
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from connector.cli.service import cmd_check, cmd_run, cmd_sync
 from connector.config import DEFAULT_CONFIG_PATH, load_settings
 from connector.errors import ConfigError
 from connector.logs import register_secret, setup_logging
+
+log = logging.getLogger("connector")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,14 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2
-    for secret in (
-        settings.primary_source.password,
-        settings.slack.token,
-        settings.primary_source.oauth_client_secret,
-    ):
-        if secret is not None:
-            register_secret(secret.get_secret_value())
+    for secret in settings.secrets():  # every one, before anything can log or print
+        register_secret(secret)
     setup_logging(settings.log.level, settings.log.format)
+    if args.command in ("run", "sync", "check"):  # the commands that send credentials somewhere
+        for warning in settings.warnings():
+            log.warning("%s", warning)
     handlers = {
         "run": cmd_run,
         "sync": cmd_sync,
