@@ -205,8 +205,9 @@ class AlertmanagerClient:
                 status=reply.status_code,
             ) from exc
 
-    def ready(self) -> None:
-        """Reachable, ready and accepting our credentials on the API (for ``check``); raises otherwise."""
+    def ready(self) -> dict[str, Any]:
+        """Reachable, ready and accepting our credentials on API v2 (for ``check``): its status
+        document (``versionInfo``, ``cluster``); raises otherwise."""
         if self._missing_password:
             raise AlertmanagerError(
                 "alertmanager.username is set but no password was given", retryable=False, auth=True
@@ -215,6 +216,14 @@ class AlertmanagerClient:
             reply = self._request("GET", path)
             if reply.status_code != 200:
                 raise self._fail("GET", path, reply)
+        status = self._json("GET", f"{_API}/status", reply)
+        if not isinstance(status, dict) or "versionInfo" not in status:
+            raise AlertmanagerError(
+                f"GET {self.base_url}{_API}/status: not Alertmanager API v2 status: check alertmanager.url",
+                retryable=False,
+                status=reply.status_code,
+            )
+        return status
 
     def post_silence(self, spec: SilenceSpec, silence_id: str | None = None) -> str:
         """Create, or update ``silence_id``; the id Alertmanager answers, which may be a new one."""

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from connector import __version__
+from connector.cli.check import cmd_check
 from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
-from connector.cli.service import cmd_check, cmd_run, cmd_sync
+from connector.cli.service import cmd_run, cmd_sync
 from connector.config import DEFAULT_CONFIG_PATH, load_settings
 from connector.errors import ConfigError
 from connector.logs import register_secret, setup_logging

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.config import Settings, load_settings
-from connector.errors import ConfigError, SinkError, SourceError
+from connector.errors import ConfigError, SinkError
 from connector.signals import SignalWatcher
 
 if TYPE_CHECKING:
@@ -166,43 +166,6 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         app.close()
-
-
-def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.wiring import build_connector
-
-    app = build_connector(settings, store=_memory_store(), listen=False)
-    problems: list[str] = []
-    try:
-        app.sources[0].check()
-        print(
-            f"ok   servicenow: {settings.primary_source.url} table {settings.primary_source.table} readable "
-            f"as {settings.primary_source.username}"
-        )
-    except SourceError as e:
-        problems.append(f"servicenow: {e}")
-    slack_problems = app.feeds[settings.slack.channel].sink.check()
-    if not slack_problems:
-        print(f"ok   slack: token valid, bot can post in {settings.slack.channel}")
-    problems += slack_problems
-    if settings.alertmanager is not None:
-        from connector.alertmanager.client import AlertmanagerClient
-
-        try:
-            AlertmanagerClient(settings.alertmanager).ready()
-            print(f"ok   alertmanager: {settings.alertmanager.url} ready")
-        except Exception as e:
-            problems.append(f"alertmanager: {e}")
-    app.close()
-    for p in problems:
-        print(f"FAIL {p}")
-    return 1 if problems else 0
-
-
-def _memory_store():  # type: ignore[no-untyped-def]
-    from connector.store.sqlite import Store
-
-    return Store(":memory:")
 
 
 def deliver_everywhere(app: Connector, now: datetime) -> DeliveryReport:
