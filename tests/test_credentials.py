@@ -211,8 +211,9 @@ def test_status_masks_every_secret_in_what_the_state_recorded(
 ) -> None:
     """``status`` prints errors stored by the daemon; an error that quoted a secret (a server echoing a
     header) is masked, for every secret of the settings."""
-    import json
+    from datetime import datetime, timezone
 
+    from connector.store.facts import LastPoll, SinkState
     from connector.store.sqlite import Store
 
     data = two_sources(bearer_token=AM_BEARER)
@@ -221,8 +222,9 @@ def test_status_masks_every_secret_in_what_the_state_recorded(
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     store = Store(tmp_path / "state.db")
     with store.transaction():
-        store.meta_set("last_poll:globex", json.dumps({"ok_at": None, "error": f"echoed {PW_B}"}))
-        store.meta_set("sink:alertmanager", json.dumps({"error": f"HTTP 500 Bearer {AM_BEARER}"}))
+        now = datetime.now(timezone.utc)
+        store.set_last_poll("globex", LastPoll(ok_at=None, error=f"echoed {PW_B}", error_at=now))
+        store.set_sink_state("alertmanager", SinkState(error=f"HTTP 500 Bearer {AM_BEARER}", since=now))
     store.close()
     assert main(["status", "-c", str(config)]) == 1
     out = capsys.readouterr().out
