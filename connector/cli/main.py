@@ -45,10 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run = cmd("run", "run the daemon (under systemd: Type=notify)")
     run.add_argument("--dry-run", action="store_true", help="print messages instead of sending them")
-    sync = cmd("sync", "one sync cycle: poll, reconcile, deliver, exit")
+    sync = cmd("sync", "one cycle: poll every source, reconcile, deliver to every sink, exit")
     sync.add_argument("--once", action="store_true", default=True, help="(the default) a single cycle")
     sync.add_argument("--dry-run", action="store_true", help="print messages instead of sending them")
-    cmd("check", "check the config, ServiceNow (reachable, auth, table) and Slack (auth, channel)")
+    cmd("check", "check the config, every source, the Slack token and every channel, and Alertmanager")
     w = cmd("windows", "list known windows and their phase")
     w.add_argument("--problems", action="store_true", help="list rejected tickets and why")
     w.add_argument("--json", action="store_true", help="machine-readable output")
