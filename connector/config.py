@@ -8,7 +8,7 @@ Every problem in a file is reported at once, each named by its dotted key (:func
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -27,10 +28,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.alertmanager.settings import AlertmanagerSettings
+from connector.credentials import is_token, resolve_secrets, secret_items, secret_shape
 from connector.domain.routing import Route
 from connector.errors import ConfigError
 from connector.servicenow.lookback import default_lookback
 from connector.servicenow.mapping import SourceMapping
+from connector.transport import insecure_notice, is_cleartext_remote, refused
 
 DEFAULT_CONFIG_PATH = Path("/etc/itsm-connector/config.yaml")
 
@@ -57,6 +60,8 @@ class ServiceNowSettings(_Strict):
     # (late commits, two updates in one second); None: two poll intervals or 60 s, whichever is larger
     lookback: float | None = Field(None, ge=0, le=86400)
     mapping: SourceMapping = Field(default_factory=SourceMapping)
+    # http:// to a host that is not loopback sends the credentials in clear text: refused unless set
+    allow_insecure_http: bool = False
 
     @property
     def lookback_seconds(self) -> float:
@@ -80,6 +85,12 @@ class ServiceNowSettings(_Strict):
             )
         return v
 
+    @model_validator(mode="after")
+    def _cleartext(self) -> ServiceNowSettings:
+        if is_cleartext_remote(self.url) and not self.allow_insecure_http:
+            raise ValueError(refused(self.url, "the ServiceNow password"))
+        return self
+
 
 class SlackSettings(_Strict):
     token: SecretStr | None = None
@@ -96,6 +107,14 @@ class SlackSettings(_Strict):
     # (one more post per new window at Slack's ~1 post/s per channel).
     announce_in_thread: bool = False
     channels: list[ChannelSettings] = Field(default_factory=list)
+    # a base_url over http:// to a host that is not loopback sends the token in clear text
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _cleartext(self) -> SlackSettings:
+        if is_cleartext_remote(self.base_url) and not self.allow_insecure_http:
+            raise ValueError(refused(self.base_url, "the Slack token"))
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -192,6 +211,8 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    #: (key, path) of every secret read from a file, for :meth:`warnings` (set by :func:`load_settings`)
+    _secret_files: list[tuple[str, Path]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _sources(self) -> Settings:
@@ -218,6 +239,40 @@ class Settings(BaseSettings):
         chans = [self.slack.channel, *(c for r in self.routes for c in r.channels)]
         return list(dict.fromkeys(chans))
 
+    def secrets(self) -> Iterator[str]:
+        """Every secret value these settings hold, wherever it sits (each ``SecretStr``: the sources'
+        passwords and OAuth client secrets, the Slack token, Alertmanager's credentials, ...): what
+        the logs and the commands' output redact (``connector.cli.main`` registers them, once)."""
+        for _, value in secret_items(self):
+            yield value
+
+    def warnings(self) -> list[str]:
+        """What is allowed but unsafe, to log at every start: clear-text http opted into with
+        ``allow_insecure_http``, secret files that the group or others can read."""
+        out = []
+        for i, sn in enumerate(self.all_sources):
+            if sn.allow_insecure_http and is_cleartext_remote(sn.url):
+                key = (
+                    "servicenow" if sn is self.servicenow else f"sources.{i - (self.servicenow is not None)}"
+                )
+                out.append(insecure_notice(key, sn.url, f"the password of source {sn.name!r}"))
+        if self.slack.allow_insecure_http and is_cleartext_remote(self.slack.base_url):
+            out.append(insecure_notice("slack", self.slack.base_url, "the Slack token"))
+        am = self.alertmanager
+        if am is not None and am.allow_insecure_http and am.has_credentials and is_cleartext_remote(am.url):
+            out.append(insecure_notice("alertmanager", am.url, "the Alertmanager credentials"))
+        for key, path in self._secret_files:
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                continue
+            if mode & 0o044:
+                out.append(
+                    f"{key}: {path} is readable by its group or by others (mode {mode & 0o777:04o}): "
+                    f"chmod 600 {path}"
+                )
+        return out
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -228,73 +283,6 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)  # the environment overrides the file
-
-
-#: (config section, secret key, file key, systemd credential name, required)
-SECRETS = [
-    ("servicenow", "password", "password_file", "servicenow-password", True),
-    ("slack", "token", "token_file", "slack-token", True),
-    ("alertmanager", "password", "password_file", "alertmanager-password", False),
-    ("alertmanager", "bearer_token", "bearer_token_file", "alertmanager-bearer-token", False),
-]
-
-
-def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
-    """Fill secrets into the raw config (before validation, so missing ones are listed with every
-    other problem). Returns problems, each named by its key."""
-    problems = []
-    for i, src in enumerate(data.get("sources") or []):
-        if isinstance(src, dict):
-            name = str(src.get("name") or f"source{i}")
-            problems += _resolve_one(
-                src, f"sources.{i}", "password", "password_file", f"{name}-password", True, env
-            )
-    for section, key, file_key, credential, required in SECRETS:
-        prefix = f"ITSM_{section.upper()}__"
-        sect = data.get(section)
-        if section == "servicenow" and sect is None and data.get("sources"):
-            continue  # several sources: each resolved its own (above)
-        if sect is None and any(k.startswith(prefix) for k in (*env, *os.environ)):
-            sect = data[section] = {}  # the section comes from the environment alone
-        if isinstance(sect, dict):  # a missing section is reported by validation (Alertmanager is optional)
-            problems += _resolve_one(sect, section, key, file_key, credential, required, env)
-    return problems
-
-
-def _resolve_one(
-    sect: dict[str, Any],
-    where: str,
-    key: str,
-    file_key: str,
-    credential: str,
-    required: bool,
-    env: Mapping[str, str],
-) -> list[str]:
-    """One secret: the value itself (inline or ``ITSM_*`` env), else ``<key>_file``, else
-    ``$CREDENTIALS_DIRECTORY/<credential>``."""
-    env_key = f"ITSM_{where.upper().replace('.', '__')}__"
-    file = sect.pop(file_key, None) or os.environ.get(env_key + file_key.upper())
-    if sect.get(key) or env.get(env_key + key.upper()) or os.environ.get(env_key + key.upper()):
-        return []  # given directly: it wins over a file
-    path = Path(file) if file else None
-    if path is None and env.get("CREDENTIALS_DIRECTORY"):
-        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / credential
-        path = candidate if (required or candidate.exists()) else None
-    if path is None:
-        if not required:
-            return []
-        return [
-            f"{where}.{key}: not set (set {env_key}{key.upper()}, {where}.{file_key}, "
-            f"or a systemd credential named {credential!r})"
-        ]
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as e:
-        return [f"{where}.{file_key}: cannot read {path}: {e.strerror}"]
-    if not text:
-        return [f"{where}.{file_key}: {path} is empty"]
-    sect[key] = text
-    return []
 
 
 def _format_errors(err: ValidationError) -> list[str]:
@@ -332,7 +320,8 @@ def load_settings(
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: the top level must be a mapping of keys", problems=[])
         data = loaded
-    problems = _resolve_secrets(data, env)
+    files: list[tuple[str, Path]] = []
+    problems = resolve_secrets(data, env, files)
     if not secrets_required:
         problems = [p for p in problems if ": not set (set " not in p]
     if (
@@ -349,6 +338,11 @@ def load_settings(
         raise ConfigError(
             f"invalid configuration in {path or 'environment'}", problems=found + problems
         ) from None
+    for key, value in secret_items(settings):  # given inline or from the environment
+        bad = secret_shape(value, token=is_token(key))
+        if bad:
+            problems.append(f"{key}: {bad}")
     if problems:
         raise ConfigError(f"invalid configuration in {path or 'environment'}", problems=problems)
+    settings._secret_files = files
     return settings

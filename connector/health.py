@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,7 +143,8 @@ class HealthServer:
         if self._server is not None:
             return
         handler = _make_handler(self._routes, self._request_timeout)
-        server = BoundedHTTPServer(
+        server_class = _BoundedIPv6Server if ":" in self._host else BoundedHTTPServer
+        server = server_class(
             (self._host, self._requested_port),
             handler,
             workers=self._workers,
@@ -164,7 +166,8 @@ class HealthServer:
             return
         self._thread = thread
         server.start_workers("health-worker")
-        log.info("health listener on http://%s:%d/", self._host, self.port)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        log.info("health listener on http://%s:%d/", host, self.port)
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
@@ -188,6 +191,12 @@ class HealthServer:
             except Exception:  # stale gauges beat no metrics at all
                 log.exception("health listener: refreshing the gauges failed")
         return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+
+
+class _BoundedIPv6Server(BoundedHTTPServer):
+    """``health.listen: "[::1]:9464"``: the stdlib server binds IPv4 (AF_INET) unless told."""
+
+    address_family = socket.AF_INET6
 
 
 def _make_handler(routes: Mapping[str, Route], request_timeout: float) -> type[BaseHTTPRequestHandler]:

@@ -353,9 +353,9 @@ def test_delete_404_from_0_26_is_gone_too() -> None:
 
 @responses.activate
 def test_timeout_and_garbage_are_retryable() -> None:
-    responses.get("http://am.test/api/v2/silences", body=requests.Timeout("slow"))
-    responses.post("http://am.test/api/v2/silences", status=200, body="<html>login</html>")
-    client = AlertmanagerClient(AlertmanagerSettings(url="http://am.test", bearer_token="tok-secret"))
+    responses.get("https://am.test/api/v2/silences", body=requests.Timeout("slow"))
+    responses.post("https://am.test/api/v2/silences", status=200, body="<html>login</html>")
+    client = AlertmanagerClient(AlertmanagerSettings(url="https://am.test", bearer_token="tok-secret"))
     with pytest.raises(AlertmanagerError, match="no answer within") as info:
         client.list()
     assert info.value.retryable

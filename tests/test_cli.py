@@ -110,7 +110,7 @@ def test_status_says_failing_when_the_last_poll_is_stale(
     record = {"ok_at": old, "error": "cannot reach table 'change_request': Connection refused"}
     db.execute("UPDATE meta SET value=? WHERE key='last_poll:servicenow'", (json.dumps(record),))
     failing = json.dumps({"error": "not_in_channel"})
-    db.execute("INSERT INTO meta VALUES('sink:slack:C0MAINT01', ?)", (failing,))
+    db.execute("INSERT OR REPLACE INTO meta VALUES('sink:slack:C0MAINT01', ?)", (failing,))  # sync wrote ok
     db.commit()
     db.close()
     capsys.readouterr()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.config import HealthSettings
 from connector.health import HealthServer, HealthSnapshot, evaluate_health
 from connector.metrics import Metrics
 
@@ -250,6 +252,30 @@ def test_stop_releases_the_port(holder: Holder, metrics: Metrics) -> None:
         assert again.port == port
     finally:
         again.stop()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_an_ipv6_listen_address_binds_and_answers(holder: Holder, metrics: Metrics) -> None:
+    """``health.listen: "[::1]:9464"`` validated but could not bind: the stdlib server is IPv4 unless told,
+    so the daemon exited at start."""
+    host, port = HealthSettings(listen="[::1]:0").address
+    srv = HealthServer(host, port, holder, metrics.registry, clock=lambda: at(60))
+    srv.start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{srv.port}/healthz", timeout=5) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["status"] == "ok"
+    finally:
+        srv.stop()
 
 
 # --- Metrics on its own ------------------------------------------------------------------------

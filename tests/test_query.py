@@ -11,6 +11,7 @@ from connector.servicenow.query import (
     Cursor,
     build_change_query,
     build_membership_query,
+    filter_fields,
     format_sn_datetime,
     next_cursor,
     parse_sn_datetime,
@@ -233,3 +234,20 @@ def test_record_cursor_names_the_bad_field() -> None:
         record_cursor({"sys_id": "a", "sys_updated_on": X}, id_field="uid")
     with pytest.raises(ValueError, match="cannot parse"):
         record_cursor({"sys_id": "a", "sys_updated_on": "11/26/2026 09:00:05 AM"})
+
+
+@pytest.mark.parametrize(
+    ("filter", "fields"),
+    [
+        ("", []),
+        ("active=true", ["active"]),
+        ("assignment_group.name=DB^ORtypeINnormal,standard^NQcategory=PM^EQ",
+         ["assignment_group.name", "type", "category"]),
+        ("stateIN-2,-1^u_customerISEMPTY^short_descriptionLIKEa^^b",
+         ["state", "u_customer", "short_description"]),
+        ("sys_created_onONToday@javascript:gs.beginningOfToday()^active=true^active=false",
+         ["sys_created_on", "active"]),
+    ],
+)  # fmt: skip
+def test_filter_fields(filter: str, fields: list[str]) -> None:
+    assert filter_fields(filter) == fields

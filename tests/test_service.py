@@ -432,7 +432,8 @@ def test_the_unit_hands_over_what_the_connector_reads(
 ) -> None:
     """Credential names, config path and state directory in the unit match config.py, and a config
     with no secrets in it loads from ``$CREDENTIALS_DIRECTORY`` exactly as systemd lays it out."""
-    from connector.config import DEFAULT_CONFIG_PATH, SECRETS, load_settings
+    from connector.config import DEFAULT_CONFIG_PATH, load_settings
+    from connector.credentials import SECRETS
 
     unit = (ROOT / "systemd" / "itsm-connector.service").read_text().splitlines()
     loaded = dict(line.split("=", 1)[1].split(":", 1) for line in unit if line.startswith("LoadCredential="))

@@ -537,6 +537,6 @@ def test_auth_combinations_refused(auth: dict[str, str]) -> None:
 
 
 def test_secrets_are_not_in_repr() -> None:
-    s = settings(username="u", password="hunter2")
+    s = AlertmanagerSettings(url="https://am.example:9093", username="u", password="hunter2")
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
     assert matchers_key([Matcher(name="a", value='q"\\')]) == 'a="q\\"\\\\"'

@@ -209,6 +209,35 @@ def test_channel_errors(sim: SlackSimulator, client: WebClient) -> None:
     assert slack_error(excinfo) == "channel_not_found"
 
 
+def test_conversations_list_pages_and_info_takes_ids_only(sim: SlackSimulator, client: WebClient) -> None:
+    """As Slack: chat.postMessage takes a ``#name``, conversations.info an ID only; conversations.list
+    maps names to IDs, a page of ``limit`` at a time."""
+    sim.add_channel("C0NET", "netops")
+    sim.add_channel("C0OLD", "old", archived=True)
+    with pytest.raises(SlackApiError) as excinfo:
+        client.conversations_info(channel="#netops")
+    assert slack_error(excinfo) == "channel_not_found"
+    seen, cursor = [], None
+    while True:
+        page = client.conversations_list(limit=2, cursor=cursor, exclude_archived=True)
+        seen += [(c["id"], c["name"]) for c in page["channels"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [("C0MAINT01", "maintenance"), ("C0NET", "netops")]
+
+
+def test_scopes_are_sent_and_enforced() -> None:
+    with SlackSimulator(scopes=["chat:write", "channels:history"]) as sim:
+        client = WebClient(token="xoxb-simulator", base_url=sim.base_url)
+        auth = client.auth_test()
+        assert auth.headers["X-OAuth-Scopes"] == "channels:history,chat:write"
+        assert client.chat_postMessage(channel="C0MAINT01", text="hi")["ok"] is True
+        with pytest.raises(SlackApiError) as excinfo:
+            client.conversations_list()
+        assert slack_error(excinfo) == "missing_scope"
+
+
 def test_unknown_and_revoked_tokens(sim: SlackSimulator) -> None:
     with pytest.raises(SlackApiError) as excinfo:
         make_client(sim, token="xoxb-forged").auth_test()

@@ -20,11 +20,12 @@ from __future__ import annotations
 import builtins
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import requests
+from requests.auth import HTTPBasicAuth
 
 from connector.alertmanager.plan import SilenceOutcome, SilenceSpec
 from connector.alertmanager.settings import AlertmanagerSettings, Matcher, matchers_key
@@ -58,6 +59,29 @@ class AlertmanagerError(SinkError):
         self.auth = auth
         self.retry_after = retry_after
         self.outcome: SilenceOutcome | None = None
+
+
+def transport_reason(exc: BaseException) -> str:
+    """What went wrong on the way, from the exception's type and its errno, never its text."""
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno is not None and e.strerror:
+            return f"{type(exc).__name__}: {e.strerror}"
+    return type(exc).__name__
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (``__cause__``/``__context__``, urllib3's ``reason``), bounded."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 10:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        reason = getattr(e, "reason", None)
+        todo += [e.__cause__, e.__context__, reason if isinstance(reason, BaseException) else None]
+        todo += [a for a in e.args if isinstance(a, BaseException)]
 
 
 def format_time(t: datetime) -> str:
@@ -108,13 +132,27 @@ class AlertmanagerClient:
         self.base_url = settings.url
         self._timeout = settings.timeout
         self._session = session if session is not None else requests.Session()
-        self._auth: tuple[str, str] | None = None
+        self._auth: HTTPBasicAuth | None = None
         self._headers: dict[str, str] = {}
         self._missing_password = settings.username is not None and settings.password is None
         if settings.username is not None and settings.password is not None:
-            self._auth = (settings.username.get_secret_value(), settings.password.get_secret_value())
+            # As UTF-8 bytes (RFC 7617), as the ServiceNow client does: requests would encode str as
+            # Latin-1 and fail on anything else, on every pass.
+            user, password = settings.username.get_secret_value(), settings.password.get_secret_value()
+            self._auth = HTTPBasicAuth(user.encode(), password.encode())
         if settings.bearer_token is not None:
             self._headers["Authorization"] = f"Bearer {settings.bearer_token.get_secret_value()}"
+        self._secrets = [
+            s.get_secret_value()
+            for s in (settings.password, settings.bearer_token)
+            if s is not None and len(s.get_secret_value()) >= 4
+        ]
+
+    def _redact(self, text: str) -> str:
+        """A reply that echoes our request (a proxy's error page) must not put a secret in an error."""
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        return text
 
     def _request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> requests.Response:
         where = f"{method} {self.base_url}{path}"
@@ -130,8 +168,11 @@ class AlertmanagerClient:
             )
         except requests.Timeout as exc:
             raise AlertmanagerError(f"{where}: no answer within {self._timeout}s", retryable=True) from exc
-        except requests.RequestException as exc:
-            raise AlertmanagerError(f"{where}: cannot reach Alertmanager: {exc}", retryable=True) from exc
+        except (requests.RequestException, OSError, ValueError) as exc:
+            # Never the exception's text: requests quotes a header value it refuses (the credentials).
+            raise AlertmanagerError(
+                f"{where}: cannot reach Alertmanager: {transport_reason(exc)}", retryable=True
+            ) from None
         log.debug("%s -> %s", where, reply.status_code)
         return reply
 
@@ -145,7 +186,7 @@ class AlertmanagerClient:
                 status=status,
                 auth=True,
             )
-        excerpt = reply.text.strip()[:_BODY_EXCERPT]
+        excerpt = self._redact(reply.text).strip()[:_BODY_EXCERPT]
         return AlertmanagerError(
             f"{where}: HTTP {status} {excerpt}",
             retryable=status == 429 or status >= 500,
@@ -157,14 +198,16 @@ class AlertmanagerClient:
         try:
             return reply.json()
         except ValueError as exc:
+            excerpt = self._redact(reply.text)[:_BODY_EXCERPT]
             raise AlertmanagerError(
-                f"{method} {self.base_url}{path}: unreadable reply {reply.text[:_BODY_EXCERPT]!r}",
+                f"{method} {self.base_url}{path}: unreadable reply {excerpt!r}",
                 retryable=True,
                 status=reply.status_code,
             ) from exc
 
-    def ready(self) -> None:
-        """Reachable, ready and accepting our credentials on the API (for ``check``); raises otherwise."""
+    def ready(self) -> dict[str, Any]:
+        """Reachable, ready and accepting our credentials on API v2 (for ``check``): its status
+        document (``versionInfo``, ``cluster``); raises otherwise."""
         if self._missing_password:
             raise AlertmanagerError(
                 "alertmanager.username is set but no password was given", retryable=False, auth=True
@@ -173,6 +216,14 @@ class AlertmanagerClient:
             reply = self._request("GET", path)
             if reply.status_code != 200:
                 raise self._fail("GET", path, reply)
+        status = self._json("GET", f"{_API}/status", reply)
+        if not isinstance(status, dict) or "versionInfo" not in status:
+            raise AlertmanagerError(
+                f"GET {self.base_url}{_API}/status: not Alertmanager API v2 status: check alertmanager.url",
+                retryable=False,
+                status=reply.status_code,
+            )
+        return status
 
     def post_silence(self, spec: SilenceSpec, silence_id: str | None = None) -> str:
         """Create, or update ``silence_id``; the id Alertmanager answers, which may be a new one."""

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from connector.transport import is_cleartext_remote, refused
+
 CI_PLACEHOLDER = "{ci}"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: A matcher that matches all of these (or "") would silence unrelated alerts: it selects nothing.
@@ -136,6 +138,14 @@ class AlertmanagerSettings(BaseModel):
     overrun_cap: timedelta = timedelta(hours=4)
     max_duration: timedelta = timedelta(hours=24)
     timeout: float = Field(default=10.0, gt=0)
+    # credentials over http:// to a host that is not loopback travel in clear text: refused unless set
+    allow_insecure_http: bool = False
+
+    @property
+    def has_credentials(self) -> bool:
+        return (
+            self.username is not None or self.bearer_token is not None or self.bearer_token_file is not None
+        )
 
     @field_validator("url")
     @classmethod
@@ -177,6 +187,8 @@ class AlertmanagerSettings(BaseModel):
             raise ValueError("password without username")
         if basic and (self.bearer_token is not None or self.bearer_token_file is not None):
             raise ValueError("choose basic auth (username/password) or bearer_token, not both")
+        if self.has_credentials and is_cleartext_remote(self.url) and not self.allow_insecure_http:
+            raise ValueError(refused(self.url, "the Alertmanager credentials"))
         return self
 
 

@@ -8,16 +8,20 @@ no traceback). The commands themselves live in ``service`` (run, sync, check) an
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from connector import __version__
+from connector.cli.check import cmd_check
 from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
-from connector.cli.service import cmd_check, cmd_run, cmd_sync
+from connector.cli.service import cmd_run, cmd_sync
 from connector.config import DEFAULT_CONFIG_PATH, load_settings
 from connector.errors import ConfigError
 from connector.logs import register_secret, setup_logging
+
+log = logging.getLogger("connector")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,10 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run = cmd("run", "run the daemon (under systemd: Type=notify)")
     run.add_argument("--dry-run", action="store_true", help="print messages instead of sending them")
-    sync = cmd("sync", "one sync cycle: poll, reconcile, deliver, exit")
+    sync = cmd("sync", "one cycle: poll every source, reconcile, deliver to every sink, exit")
     sync.add_argument("--once", action="store_true", default=True, help="(the default) a single cycle")
     sync.add_argument("--dry-run", action="store_true", help="print messages instead of sending them")
-    cmd("check", "check the config, ServiceNow (reachable, auth, table) and Slack (auth, channel)")
+    cmd("check", "check the config, every source, the Slack token and every channel, and Alertmanager")
     w = cmd("windows", "list known windows and their phase")
     w.add_argument("--problems", action="store_true", help="list rejected tickets and why")
     w.add_argument("--json", action="store_true", help="machine-readable output")
@@ -74,14 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2
-    for secret in (
-        settings.primary_source.password,
-        settings.slack.token,
-        settings.primary_source.oauth_client_secret,
-    ):
-        if secret is not None:
-            register_secret(secret.get_secret_value())
+    for secret in settings.secrets():  # every one, before anything can log or print
+        register_secret(secret)
     setup_logging(settings.log.level, settings.log.format)
+    if args.command in ("run", "sync", "check"):  # the commands that send credentials somewhere
+        for warning in settings.warnings():
+            log.warning("%s", warning)
     handlers = {
         "run": cmd_run,
         "sync": cmd_sync,

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from connector import __version__
 from connector.config import Settings
+from connector.logs import redact
 
 
 def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
@@ -84,7 +85,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             healthz = lambda: status.fetch_healthz(host, port)  # noqa: E731
         now = datetime.now(timezone.utc)
         report = status.collect(settings, store, now, healthz or (lambda: None))
-        print(status.render(report, now, __version__))
+        print(redact(status.render(report, now, __version__)))  # stored errors may quote a secret
     finally:
         store.close()
     return 0 if report.healthy else 1

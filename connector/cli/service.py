@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.config import Settings, load_settings
-from connector.errors import ConfigError, SinkError, SourceError
+from connector.errors import ConfigError, SinkError
+from connector.logs import redact
 from connector.signals import SignalWatcher
 
 if TYPE_CHECKING:
@@ -145,68 +146,55 @@ def _warn_watchdog_vs_timeout(settings: Settings, ping_interval: float | None) -
 
 
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    """One cycle of everything, then exit: every source polled (with the daemon's bounded retries),
+    time-driven events, then every sink: the Alertmanager silences first (a parent message names its
+    silence), then each Slack channel. A failed source holds back no other and no delivery; the exit
+    code is 1 when anything failed, each failure named on stderr."""
     app = _build(settings, args)
+    failed: list[str] = []
+
+    def say(line: str) -> None:
+        print(redact(line), flush=True)
+
     try:
         app.daemon.poll()
         app.daemon.tick()
-        st = next(iter(app.daemon.status.sources.values()))
-        if st.last_error:
-            print(f"sync failed: {st.last_error}", file=sys.stderr)
-            return 1
-        try:
-            report = deliver_everywhere(app, app.daemon.clock())
-        except SinkError as e:
-            print(f"delivery failed: {e}", file=sys.stderr)
-            return 1
-        r = st.last_result
-        print(
-            f"fetched {r.fetched if r else 0}, events {r.events if r else 0}, "
-            f"posted {report.posted}, updated {report.updated}"
-        )
-        return 0
+        for name, st in app.daemon.status.sources.items():
+            if st.last_error is not None or st.last_result is None:
+                failed.append(f"source {name}: {st.last_error or 'not polled'}")
+            else:
+                say(f"source {name}: fetched {st.last_result.fetched}, events {st.last_result.events}")
+        now = app.daemon.clock()
+        if app.silences is not None and getattr(args, "dry_run", False):
+            say("alertmanager: not contacted (dry run)")
+        elif app.silences is not None:
+            try:
+                silences = app.silences.deliver(now)
+            except SinkError as e:
+                failed.append(f"alertmanager: {e}")
+                app.telemetry.sink_result("alertmanager", None, str(e))
+            else:
+                app.telemetry.sink_result("alertmanager", silences, None)
+                say(f"alertmanager: {silences.changed} silences changed, {silences.problems} refused")
+        for channel, feed in app.feeds.items():
+            target = str(feed.sink.target)
+            try:
+                report = feed.deliver(now)
+            except SinkError as e:
+                failed.append(f"slack {channel}: {e}")
+                app.telemetry.sink_result(target, None, str(e))
+                continue
+            app.telemetry.sink_result(target, report, None)
+            say(f"slack {channel}: posted {report.posted}, updated {report.updated}")
     finally:
         app.close()
-
-
-def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.wiring import build_connector
-
-    app = build_connector(settings, store=_memory_store(), listen=False)
-    problems: list[str] = []
-    try:
-        app.sources[0].check()
-        print(
-            f"ok   servicenow: {settings.primary_source.url} table {settings.primary_source.table} readable "
-            f"as {settings.primary_source.username}"
-        )
-    except SourceError as e:
-        problems.append(f"servicenow: {e}")
-    slack_problems = app.feeds[settings.slack.channel].sink.check()
-    if not slack_problems:
-        print(f"ok   slack: token valid, bot can post in {settings.slack.channel}")
-    problems += slack_problems
-    if settings.alertmanager is not None:
-        from connector.alertmanager.client import AlertmanagerClient
-
-        try:
-            AlertmanagerClient(settings.alertmanager).ready()
-            print(f"ok   alertmanager: {settings.alertmanager.url} ready")
-        except Exception as e:
-            problems.append(f"alertmanager: {e}")
-    app.close()
-    for p in problems:
-        print(f"FAIL {p}")
-    return 1 if problems else 0
-
-
-def _memory_store():  # type: ignore[no-untyped-def]
-    from connector.store.sqlite import Store
-
-    return Store(":memory:")
+    for problem in failed:
+        print(redact(f"sync failed: {problem}"), file=sys.stderr)
+    return 1 if failed else 0
 
 
 def deliver_everywhere(app: Connector, now: datetime) -> DeliveryReport:
-    """One delivery pass in every channel, as ``sync`` runs it."""
+    """One delivery pass in every channel (tests and benchmarks; ``sync`` delivers each on its own)."""
     from connector.slack.delivery import DeliveryReport
 
     total = DeliveryReport()

@@ -193,9 +193,21 @@ class ServiceNowSource:
                     rows.append((raw_value(r.get("task")) or "", raw_value(r.get("ci_item.name")) or "", c))
         return rows
 
-    def check(self) -> None:
-        """One cheap read of the table: raises what :meth:`fetch_changes` would, saying what to fix."""
-        self.fetch_page("", [self._id_field], limit=1)
+    def check(self, filter: str = "") -> None:
+        """One cheap read of the table with the poll's own query (``filter`` included): raises what
+        :meth:`fetch_changes` would, saying what to fix."""
+        query = _query_or_config_error(build_change_query, filter, None, *self._keys)
+        self.fetch_page(query, [self._id_field], limit=1)
+
+    def unknown_fields(self, fields: Sequence[str]) -> list[str] | None:
+        """Those of ``fields`` that one row of the table does not show (the Table API leaves out a
+        field the table does not have, or that this user may not read); None when no row is readable."""
+        if not fields:
+            return []
+        page = self.fetch_page("", list(dict.fromkeys([*fields, self._id_field])), limit=1)
+        if not page.records:
+            return None
+        return [f for f in fields if f not in page.records[0]]
 
     def close(self) -> None:
         if self._owns_session:

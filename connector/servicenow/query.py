@@ -103,6 +103,25 @@ def split_groups(filter: str) -> list[str]:
     return cleaned
 
 
+_TERM_SPLIT = re.compile(r"(?<!\^)\^(?!\^)")
+#: a condition starts with its (lower-case, possibly dot-walked) field, then an operator: ``=``,
+#: ``!=``, ``IN``, ``LIKE``, ``ISEMPTY``, ``ON`` ... (upper case or a symbol); ``OR`` joins it to the last
+_TERM_FIELD = re.compile(r"(?:OR)?([a-z0-9_]+(?:\.[a-z0-9_]+)*)(?![a-z0-9_.])")
+
+
+def filter_fields(filter: str) -> list[str]:
+    """The fields the filter's conditions name, once each, in order (``assignment_group.name``
+    dot-walks included). ServiceNow drops a condition on a field the table does not have, which
+    *widens* the result: ``check`` asks whether each of these exists. Raises like :func:`split_groups`."""
+    fields: list[str] = []
+    for group in split_groups(filter):
+        for term in _TERM_SPLIT.split(group):
+            match = _TERM_FIELD.match(term.strip())
+            if match and match.end() < len(term.strip()):  # a field alone is no condition
+                fields.append(match.group(1))
+    return list(dict.fromkeys(fields))
+
+
 def _clean_group(group: str) -> str:
     """Drop stray leading/trailing carets and the ``^EQ`` end marker the list view puts on copied queries."""
     g = group.strip()

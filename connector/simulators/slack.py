@@ -16,6 +16,7 @@ sits behind one lock, so handler threads and the test thread can read and write 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 import time
@@ -61,6 +62,17 @@ class _Fault:
 
 #: The bot token the simulator accepts by default: a fake, valid only against this simulator.
 DEFAULT_TOKEN = "xoxb-simulator"
+#: The scope each method needs (public channels; docs.slack.dev method pages).
+METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.delete": "chat:write",
+    "conversations.info": "channels:read",
+    "conversations.list": "channels:read",
+    "conversations.join": "channels:join",
+    "conversations.history": "channels:history",
+    "conversations.replies": "channels:history",
+}
 
 
 class SlackSimulator:
@@ -69,6 +81,8 @@ class SlackSimulator:
     ``clock`` drives the rate limit (default ``time.monotonic``) and, when given, the seconds part of
     every ts (default ``time.time``). ``post_rate_per_channel`` limits chat.postMessage, thread replies
     included: a post sooner than 1/rate s after the last accepted one in that channel gets a 429.
+    ``scopes``: the token's OAuth scopes; when given, every answer carries them in ``X-OAuth-Scopes``
+    (as Slack's do) and a method needing another one answers ``missing_scope``. Default: all allowed.
     """
 
     def __init__(
@@ -79,6 +93,7 @@ class SlackSimulator:
         post_rate_per_channel: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         if post_rate_per_channel is not None and post_rate_per_channel <= 0:
             raise ValueError("post_rate_per_channel must be positive")
@@ -87,6 +102,7 @@ class SlackSimulator:
         # ts looks like Slack's (epoch seconds) unless a clock is injected, which then drives both.
         self._store = SlackStore(ts_clock=clock or time.time)
         self._tokens = set(tokens)
+        self._scopes = None if scopes is None else frozenset(scopes)
         self._revoked: set[str] = set()
         self._interval = None if post_rate_per_channel is None else 1.0 / post_rate_per_channel
         self._last_post: dict[str, float] = {}
@@ -213,6 +229,8 @@ class SlackSimulator:
             reply, error, ts = self._answer(method, params, token if isinstance(token, str) else None)
         else:
             reply, error, ts = *self._fault_reply(fault), None
+        if self._scopes is not None:
+            reply = dataclasses.replace(reply, headers=(("X-OAuth-Scopes", ",".join(sorted(self._scopes))),))
         unanswered = kind in ("drop", "lost_response")
         ok = error is None and kind != "drop"
         self._log(CallLogEntry(method, channel, 0 if unanswered else reply.status, ok, error, kind, ts))
@@ -248,6 +266,9 @@ class SlackSimulator:
                     raise SlackCallError("token_revoked")
                 if token not in self._tokens:
                     raise SlackCallError("invalid_auth")
+                needed = METHOD_SCOPES.get(method)
+                if self._scopes is not None and needed is not None and needed not in self._scopes:
+                    raise SlackCallError("missing_scope")
                 now = self._clock()
                 posting_to = self._store.channel_id(str(params.get("channel", "")))
                 posting_to = posting_to if method == "chat.postMessage" else None

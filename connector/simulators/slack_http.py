@@ -22,6 +22,7 @@ class Reply:
     body: bytes
     content_type: str = "application/json; charset=utf-8"
     retry_after: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. X-OAuth-Scopes, which Slack sends on every answer
 
 
 def json_reply(status: int, body: Body, retry_after: int | None = None) -> Reply:
@@ -96,5 +97,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply.body)))
         if reply.retry_after is not None:
             self.send_header("Retry-After", str(reply.retry_after))
+        for name, value in reply.headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(reply.body)

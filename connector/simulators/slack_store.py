@@ -64,6 +64,7 @@ class SlackStore:
             "chat.delete": self._delete,
             "chat.getPermalink": self._permalink,
             "conversations.info": self._info,
+            "conversations.list": self._list,
             "conversations.join": self._join,
             "conversations.history": self._history,
             "conversations.replies": self._replies,
@@ -195,7 +196,29 @@ class SlackStore:
         return {"ok": True, "channel": channel.id, "permalink": link}
 
     def _info(self, params: Params) -> Body:
-        return {"ok": True, "channel": self._channel_json(self._channel(params))}
+        channel = self.channels.get(opt_str(params, "channel") or "")
+        if channel is None:  # unlike chat.postMessage, Slack takes no #name here
+            raise SlackCallError("channel_not_found")
+        return {"ok": True, "channel": self._channel_json(channel)}
+
+    def _list(self, params: Params) -> Body:
+        """The channels, in pages of ``limit`` (``cursor`` names the first id of the next page)."""
+        skip_archived = flag(params, "exclude_archived")
+        channels = [c for c in self.channels.values() if not (skip_archived and c.archived)]
+        start = 0
+        cursor = opt_str(params, "cursor")
+        if cursor:
+            first = decode_cursor(cursor)
+            start = next((i for i, c in enumerate(channels) if c.id == first), -1)
+            if start < 0:
+                raise SlackCallError("invalid_cursor")
+        limit = page_limit(params)
+        page, rest = channels[start : start + limit], channels[start + limit :]
+        return {
+            "ok": True,
+            "channels": [self._channel_json(c) for c in page],
+            "response_metadata": {"next_cursor": encode_cursor(rest[0].id) if rest else ""},
+        }
 
     def _join(self, params: Params) -> Body:
         channel = self._channel(params, write=True)

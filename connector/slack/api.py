@@ -2,7 +2,8 @@
 
 :class:`SlackChannel` makes the calls the sink needs (``chat.postMessage`` with the message's identity
 in its metadata, ``chat.update``, the lookups of an unknown outcome in ``conversations.history`` /
-``conversations.replies``, and the ``check`` of auth and channel), with pacing and ``Retry-After``.
+``conversations.replies``), with pacing and ``Retry-After``. ``itsm-connector check`` is in
+:mod:`connector.slack.checks`.
 :class:`connector.slack.delivery.SlackSink` is such a channel with an outbox to deliver.
 
 Every Slack answer is classified once, in :meth:`SlackChannel._call`:
@@ -242,24 +243,3 @@ class SlackChannel:
             if not resp.get("has_more") or not cursor:
                 return None
         return None
-
-    def check(self) -> list[str]:
-        """Problems that stop delivery (for ``check``): auth, channel, membership."""
-        problems = []
-        try:
-            auth = self.client.auth_test()
-            info = self.client.conversations_info(channel=self.channel)
-        except SlackApiError as e:
-            err = Answer.of(e).describe()
-            return [f"slack: {err}: {PERMANENT.get(err, 'see the Slack API docs')}"]
-        except OSError as e:
-            return [f"slack: cannot reach {self.client.base_url}: {type(e).__name__}"]
-        ch: dict[str, Any] = info.get("channel", {})
-        if ch.get("is_archived"):
-            problems.append(f"slack.channel {self.channel}: {PERMANENT['is_archived']}")
-        if not ch.get("is_member", False):
-            problems.append(f"slack.channel {self.channel}: {PERMANENT['not_in_channel']}")
-        if not problems:
-            log.info("Slack ok: bot %s in #%s", auth.get("user"), ch.get("name"))
-        return problems
-

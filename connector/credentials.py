@@ -1,0 +1,125 @@
+"""Secrets: where the config loader finds them, what shape they must have, and every one a settings
+model holds. Pure but for reading the secret files.
+
+Each secret is the value itself (inline, or an ``ITSM_*`` environment variable), else ``<key>_file``,
+else ``$CREDENTIALS_DIRECTORY/<credential>`` (systemd's ``LoadCredential=``). A file holding a second
+line, a control character or (for a token) inner whitespace is a config error naming the file, never
+its content: such a value would otherwise reach an HTTP header, and the library's error would quote it.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+#: (config section, secret key, file key, systemd credential name, required)
+SECRETS = [
+    ("servicenow", "password", "password_file", "servicenow-password", True),
+    ("slack", "token", "token_file", "slack-token", True),
+    ("alertmanager", "password", "password_file", "alertmanager-password", False),
+    ("alertmanager", "bearer_token", "bearer_token_file", "alertmanager-bearer-token", False),
+]
+
+
+def secret_items(value: object, key: str = "") -> Iterator[tuple[str, str]]:
+    """``(dotted key, value)`` of every non-empty ``SecretStr`` in a settings model, at any depth."""
+    if isinstance(value, SecretStr):
+        if value.get_secret_value():
+            yield key, value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from secret_items(getattr(value, name), f"{key}.{name}" if key else name)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from secret_items(item, f"{key}.{i}")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            yield from secret_items(item, f"{key}.{k}")
+
+
+def secret_shape(value: str, *, token: bool) -> str | None:
+    """Why ``value`` cannot be a secret as it is (never quoting it), or None. A second line or a
+    control character would end up in an HTTP header; a token has no whitespace either (a password
+    may hold a space)."""
+    if "\n" in value or "\r" in value:
+        return "holds more than one line: put the secret alone on one line"
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        return "holds a control character"
+    if any(c.isspace() and (token or c != " ") for c in value):
+        return "holds whitespace inside the secret" + ("" if token else " other than a plain space")
+    return None
+
+
+def is_token(key: str) -> bool:
+    return key.endswith(("token", "secret"))
+
+
+def resolve_secrets(data: dict[str, Any], env: Mapping[str, str], files: list[tuple[str, Path]]) -> list[str]:
+    """Fill secrets into the raw config (before validation, so missing ones are listed with every
+    other problem). Returns problems, each named by its key; ``files`` gets ``(key, path)`` of every
+    secret read from a file."""
+    problems = []
+    for i, src in enumerate(data.get("sources") or []):
+        if isinstance(src, dict):
+            name = str(src.get("name") or f"source{i}")
+            problems += _resolve_one(
+                src, f"sources.{i}", "password", "password_file", f"{name}-password", True, env, files
+            )
+    for section, key, file_key, credential, required in SECRETS:
+        prefix = f"ITSM_{section.upper()}__"
+        sect = data.get(section)
+        if section == "servicenow" and sect is None and data.get("sources"):
+            continue  # several sources: each resolved its own (above)
+        if sect is None and any(k.startswith(prefix) for k in (*env, *os.environ)):
+            sect = data[section] = {}  # the section comes from the environment alone
+        if isinstance(sect, dict):  # a missing section is reported by validation (Alertmanager is optional)
+            problems += _resolve_one(sect, section, key, file_key, credential, required, env, files)
+    return problems
+
+
+def _resolve_one(
+    sect: dict[str, Any],
+    where: str,
+    key: str,
+    file_key: str,
+    credential: str,
+    required: bool,
+    env: Mapping[str, str],
+    files: list[tuple[str, Path]],
+) -> list[str]:
+    """One secret: the value itself (inline or ``ITSM_*`` env), else ``<key>_file``, else
+    ``$CREDENTIALS_DIRECTORY/<credential>``."""
+    env_key = f"ITSM_{where.upper().replace('.', '__')}__"
+    file = sect.pop(file_key, None) or os.environ.get(env_key + file_key.upper())
+    if sect.get(key) or env.get(env_key + key.upper()) or os.environ.get(env_key + key.upper()):
+        return []  # given directly: it wins over a file
+    path = Path(file) if file else None
+    if path is None and env.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / credential
+        path = candidate if (required or candidate.exists()) else None
+    if path is None:
+        if not required:
+            return []
+        return [
+            f"{where}.{key}: not set (set {env_key}{key.upper()}, {where}.{file_key}, "
+            f"or a systemd credential named {credential!r})"
+        ]
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        return [f"{where}.{file_key}: cannot read {path}: {e.strerror}"]
+    except UnicodeDecodeError:
+        return [f"{where}.{file_key}: {path} is not UTF-8 text"]
+    if not text:
+        return [f"{where}.{file_key}: {path} is empty"]
+    bad = secret_shape(text, token=is_token(key))
+    if bad:
+        return [f"{where}.{file_key}: {path} {bad}"]  # the file, never its content
+    sect[key] = text
+    files.append((f"{where}.{file_key}", path))
+    return []
