@@ -72,7 +72,8 @@ def _changes(snow: ServiceNowSimulator) -> dict[str, str]:
     return cis
 
 
-def run_demo(*, locale: str = "ko", timezone: str = "Asia/Seoul", out: TextIO = sys.stdout) -> int:
+def run_demo(*, locale: str = "ko", timezone: str = "Asia/Seoul", out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout  # at call time: a test may have replaced it
     clock = Clock(T0)
     with (
         ServiceNowSimulator(clock=clock) as snow,
