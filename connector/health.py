@@ -1,13 +1,18 @@
 """The optional HTTP listener: ``/healthz``, ``/metrics`` and whatever extra routes the daemon adds.
 
-The health decision is the pure function :func:`evaluate_health` over a :class:`HealthSnapshot` at an
-explicit ``now``; the server only reads snapshots (a callable the daemon provides) and, before a
-``/metrics`` answer, calls the daemon's ``before_metrics`` hook (which refreshes gauges from the state
-store); it does no other I/O. Healthy means:
+The health decision is the pure function :func:`evaluate_health` over a :class:`HealthSnapshot`: each
+source judged on its own (``SourceHealth``), with ages measured on the monotonic clock, so a step of
+the wall clock changes no verdict. The server only reads snapshots (a callable the daemon provides)
+and, before a ``/metrics`` answer, calls the daemon's ``before_metrics`` hook (which refreshes gauges
+from the state store); it does no other I/O. Healthy means, for every source:
 
-* the last successful poll is at most ``STALE_AFTER_INTERVALS`` poll intervals old — before the first
-  success, the same allowance is counted from ``started_at`` (starting, not failing); and
-* Slack delivery is not failing.
+* its last successful poll is at most ``STALE_AFTER_INTERVALS`` of *its own* poll intervals old —
+  before its first success, the same allowance is counted from the start (starting, not failing);
+* no request of it has waited for its answer longer than ``HUNG_AFTER`` of its timeout (a source
+  that hangs is seen before the timeout ends the request);
+* none of its jobs crashed (a bug: retried, but not healthy);
+
+and Slack delivery is not failing.
 
 ``HealthServer`` serves from a fixed pool of ``WORKERS`` threads with a ``REQUEST_TIMEOUT`` deadline
 per connection (:mod:`connector.listener`: clients cannot exhaust the daemon's threads or hold them),
@@ -36,6 +41,7 @@ from connector.listener import BoundedHTTPServer
 log = logging.getLogger(__name__)
 
 STALE_AFTER_INTERVALS = 3
+HUNG_AFTER = 0.5  # of the source's timeout
 JSON_TYPE = "application/json"
 #: threads serving connections (and places in the queue of connections waiting for one); beyond
 #: that, a connection is answered 503 at once. The listener uses WORKERS + 1 threads, never more.
@@ -47,49 +53,82 @@ Route = Callable[[], tuple[int, str, bytes]]
 
 
 @dataclass(frozen=True)
-class HealthSnapshot:
-    """What the daemon knows about its own health at one moment. All datetimes timezone-aware UTC."""
+class SourceHealth:
+    """One source at one moment. Ages are seconds on the monotonic clock; ``last_ok_at`` (the wall
+    clock, timezone-aware UTC) is only shown."""
 
     poll_interval: float
-    last_poll_ok_at: datetime | None
-    started_at: datetime
-    last_poll_error: str | None = None  # e.g. "servicenow: HTTP 503"
+    ok_age: float | None = None  # since its last successful poll; None: none since the start
+    error: str | None = None  # its last poll's error, e.g. "HTTP 503"
+    broken: str | None = None  # a job that crashed, e.g. "internal error in tick: ValueError"
+    request_age: float | None = None  # the oldest of its requests still waiting for an answer
+    timeout: float | None = None  # its requests' timeout
+    last_ok_at: datetime | None = None
+
+    def hung(self) -> bool:
+        """A request has waited for its answer longer than ``HUNG_AFTER`` of the timeout."""
+        age, timeout = self.request_age, self.timeout
+        return age is not None and timeout is not None and age > HUNG_AFTER * timeout
+
+    def detail(self) -> dict[str, Any]:
+        """The source's entry in ``/healthz``."""
+        return {
+            "poll_interval": self.poll_interval,
+            "last_ok_at": _iso(self.last_ok_at),
+            "last_ok_age": _round(self.ok_age),
+            "last_error": self.error,
+            "broken": self.broken,
+            "request_age": _round(self.request_age),
+            "timeout": self.timeout,
+        }
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """What the daemon knows about its own health at one moment."""
+
+    started_at: datetime  # timezone-aware UTC; shown only
+    uptime: float  # seconds since the start, on the monotonic clock
+    sources: Mapping[str, SourceHealth] = field(default_factory=lambda: MappingProxyType({}))
     slack_failing: str | None = None  # e.g. "channel_not_found"; None while delivery works
-    sources: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # per-source detail
 
 
-def evaluate_health(s: HealthSnapshot, now: datetime) -> tuple[bool, list[str]]:
+def evaluate_health(s: HealthSnapshot) -> tuple[bool, list[str]]:
     """Return ``(healthy, reasons)``; ``reasons`` names every failed check and is empty when healthy."""
     reasons: list[str] = []
-    limit = STALE_AFTER_INTERVALS * s.poll_interval
-    since = s.last_poll_ok_at if s.last_poll_ok_at is not None else s.started_at
-    age = (now - since).total_seconds()
-    if age > limit:
-        reason = f"no successful poll for {age:.0f}s (limit {limit:.0f}s)"
-        if s.last_poll_ok_at is None:
-            reason = f"no successful poll since start {age:.0f}s ago (limit {limit:.0f}s)"
-        if s.last_poll_error:
-            reason += f": {s.last_poll_error}"
-        reasons.append(reason)
+    for name, src in s.sources.items():
+        limit = STALE_AFTER_INTERVALS * src.poll_interval
+        age = src.ok_age if src.ok_age is not None else s.uptime
+        if age > limit:
+            reason = f"{name}: no successful poll for {age:.0f}s (limit {limit:g}s)"
+            if src.ok_age is None:
+                reason = f"{name}: no successful poll since start {age:.0f}s ago (limit {limit:g}s)"
+            reasons.append(reason + (f": {src.error}" if src.error else ""))
+        if src.hung():
+            waited = f"{src.request_age:.0f}s for an answer (timeout {src.timeout:g}s)"
+            reasons.append(f"{name}: a request has waited {waited}")
+        if src.broken:
+            reasons.append(f"{name}: {src.broken} (retrying)")
     if s.slack_failing:
         reasons.append(f"slack delivery failing: {s.slack_failing}")
     return not reasons, reasons
 
 
-def health_body(s: HealthSnapshot, now: datetime) -> tuple[int, dict[str, Any]]:
+def health_body(s: HealthSnapshot) -> tuple[int, dict[str, Any]]:
     """The ``/healthz`` status code and JSON document for a snapshot."""
-    healthy, reasons = evaluate_health(s, now)
+    healthy, reasons = evaluate_health(s)
     body: dict[str, Any] = {"status": "ok" if healthy else "failing"}
     if not healthy:
         body["reasons"] = reasons
+    oks = [src.last_ok_at for src in s.sources.values()]
+    errors = [f"{name}: {src.error}" for name, src in s.sources.items() if src.error]
     body.update(
         {
             "started_at": _iso(s.started_at),
-            "last_poll_ok_at": _iso(s.last_poll_ok_at),
-            "last_poll_error": s.last_poll_error,
+            "last_poll_ok_at": None if None in oks or not oks else _iso(min(o for o in oks if o)),
+            "last_poll_error": "; ".join(errors) or None,
             "slack_failing": s.slack_failing,
-            "poll_interval": s.poll_interval,
-            "sources": dict(s.sources),
+            "sources": {name: src.detail() for name, src in s.sources.items()},
         }
     )
     return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
@@ -104,7 +143,6 @@ class HealthServer:
         registry: CollectorRegistry,
         extra_routes: Mapping[str, Route] | None = None,
         *,
-        clock: Callable[[], datetime] | None = None,
         before_metrics: Callable[[], None] | None = None,
         workers: int = WORKERS,
         request_timeout: float = REQUEST_TIMEOUT,
@@ -119,7 +157,6 @@ class HealthServer:
         self._snapshot = snapshot
         self._registry = registry
         self._before_metrics = before_metrics  # e.g. refresh gauges from the store
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._workers = workers
         self._request_timeout = request_timeout
         self._server: BoundedHTTPServer | None = None
@@ -181,7 +218,7 @@ class HealthServer:
         self._server = self._thread = None
 
     def _healthz(self) -> tuple[int, str, bytes]:
-        status, body = health_body(self._snapshot(), self._clock())
+        status, body = health_body(self._snapshot())
         return status, JSON_TYPE, json.dumps(body, default=str).encode()
 
     def _metrics(self) -> tuple[int, str, bytes]:
@@ -245,3 +282,7 @@ def _make_handler(routes: Mapping[str, Route], request_timeout: float) -> type[B
 
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)

@@ -233,18 +233,21 @@ class TransitionLog:
     def reason(self) -> str | None:
         return self._reason
 
-    def failed(self, reason: str, *, level: int | None = None) -> bool:
-        """Record a failure; returns True when it was logged (first failure or new reason)."""
+    def failed(
+        self, reason: str, *, level: int | None = None, exc_info: BaseException | None = None
+    ) -> bool:
+        """Record a failure; returns True when it was logged (first failure or new reason), with
+        ``exc_info``'s traceback when given (an unexpected error: its traceback once, not per retry)."""
         level = self._level if level is None else level
         self._failures += 1
         if self._reason is None:
             self._since = self._clock()
             self._reason = reason
-            self._logger.log(level, "%s failing: %s", self._what, reason)
+            self._logger.log(level, "%s failing: %s", self._what, reason, exc_info=exc_info)
             return True
         if reason != self._reason:
             self._reason = reason
-            self._logger.log(level, "%s still failing, now: %s", self._what, reason)
+            self._logger.log(level, "%s still failing, now: %s", self._what, reason, exc_info=exc_info)
             return True
         return False
 

@@ -7,8 +7,11 @@ parameters (``poll_failed("servicenow", "timeout")``); metric objects stay priva
 Series (all prefixed ``itsm_connector_``)::
 
     polls_total{source,result}              counter  result: ok | error
-    poll_errors_total{source,kind}          counter  kind: auth | unavailable | bad_response (errors.py)
+    poll_errors_total{source,kind}          counter  kind: auth | unavailable | bad_response (errors.py),
+                                                     internal (a bug: the poll crashed)
     last_success_timestamp_seconds{source}  gauge    unix time of the last successful poll
+    source_request_age_seconds{source}      gauge    how long the oldest request under way has waited
+                                                     for its answer (0 when none is): a hung source
     tickets_fetched_total{source}           counter
     events_total{kind}                      counter  domain events produced (announced, started, …)
     deliveries_total{sink,result}           counter  slack: posted | updated | recovered | refused;
@@ -26,7 +29,7 @@ The gauges are state, not events: the daemon refreshes them from the store befor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -66,6 +69,12 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self._request_age = Gauge(
+            f"{PREFIX}_source_request_age_seconds",
+            "How long the oldest request to a source under way has waited for its answer (0: none).",
+            ["source"],
+            registry=r,
+        )
         self._fetched = Counter(
             f"{PREFIX}_tickets_fetched", "Tickets fetched from a source.", ["source"], registry=r
         )
@@ -99,6 +108,10 @@ class Metrics:
     def poll_failed(self, source: str, kind: str) -> None:
         self._polls.labels(source=source, result="error").inc()
         self._poll_errors.labels(source=source, kind=kind).inc()
+
+    def watch_requests(self, source: str, age: Callable[[], float | None]) -> None:
+        """``age()`` is read at every scrape: seconds the oldest request to ``source`` has waited."""
+        self._request_age.labels(source=source).set_function(lambda: age() or 0.0)
 
     def event(self, kind: str, n: int = 1) -> None:
         self._events.labels(kind=kind).inc(n)

@@ -8,9 +8,10 @@ is a no-op, so callers never need to ask "am I under systemd?".
 Sending never raises: a supervisor we cannot reach must not take the daemon down. The first failure is
 logged once at WARNING; later ones only at DEBUG.
 
-The watchdog ping belongs in the main loop, not in a helper thread, so that a stuck poll loop really
-trips ``WatchdogSec=``; ``watchdog_interval()`` says how often to ping. :class:`Heartbeat` is what the
-main loop calls on every turn: it rate-limits ``WATCHDOG=1`` and ``STATUS=``.
+The watchdog ping belongs in the main loop, not in a helper thread, so that a stuck loop really trips
+``WatchdogSec=``; the loop withholds it while a source worker is stuck (``connector.daemon``).
+``watchdog_interval()`` says how often to ping. :class:`Heartbeat` is what the main loop calls on
+every turn: it rate-limits ``WATCHDOG=1`` and ``STATUS=``.
 """
 
 from __future__ import annotations
@@ -102,11 +103,12 @@ class Notifier:
 
 
 class Heartbeat:
-    """The main loop's word to systemd, called on every turn of the loop (and between the pages of a
-    long sync): ``WATCHDOG=1`` and ``STATUS=``, each rate-limited, so calling it often costs nothing.
+    """The main loop's word to systemd, called on every turn of the loop while no source worker is
+    stuck: ``WATCHDOG=1`` and ``STATUS=``, each rate-limited, so calling it often costs nothing.
 
-    It must only ever be called from the main loop: a loop stuck in a request stops calling it, the pings
-    stop, and ``WatchdogSec=`` restarts the service. Nothing else keeps the watchdog alive.
+    It must only ever be called from the main loop: a stuck loop, or a loop that sees a stuck worker,
+    stops calling it, the pings stop, and ``WatchdogSec=`` restarts the service. Nothing else keeps the
+    watchdog alive.
 
     * ``WATCHDOG=1`` at most every ``ping_every`` seconds: half of :meth:`Notifier.watchdog_interval`,
       i.e. a quarter of ``WatchdogSec=``, so a loop busy with one job for a while still pings in time;

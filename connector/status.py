@@ -20,7 +20,7 @@ from typing import Any
 from connector.config import Settings
 from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, Phase
-from connector.health import HealthSnapshot, evaluate_health
+from connector.health import HealthSnapshot, SourceHealth, evaluate_health
 from connector.store.sqlite import Store
 
 HealthAnswer = tuple[int, dict[str, Any]]
@@ -121,20 +121,19 @@ def _offline_health(
     sink_errors: Mapping[str, tuple[str, datetime | None]],
     now: datetime,
 ) -> tuple[bool, list[str]]:
-    """The daemon's rule, applied to what the database says."""
+    """The daemon's rule, applied to what the database says: each source by its own interval. The
+    ages are the wall clock's here (another process, perhaps no daemon running), not the daemon's
+    monotonic ones."""
     reasons: list[str] = []
-    intervals = {sn.name: sn.poll_interval for sn in settings.all_sources}
+    plans = {sn.name: sn for sn in settings.all_sources}
+    judged = {}
     for s in sources:
         if s.ok_at is None:
             reasons.append(f"{s.name}: no successful poll recorded" + (f": {s.error}" if s.error else ""))
             continue
-        snap = HealthSnapshot(
-            poll_interval=intervals[s.name],
-            last_poll_ok_at=s.ok_at,
-            started_at=s.ok_at,
-            last_poll_error=s.error,
-        )
-        reasons += [f"{s.name}: {r}" for r in evaluate_health(snap, now)[1]]
+        age = max(0.0, (now - s.ok_at).total_seconds())
+        judged[s.name] = SourceHealth(plans[s.name].poll_interval, ok_age=age, error=s.error)
+    reasons += evaluate_health(HealthSnapshot(started_at=now, uptime=0.0, sources=judged))[1]
     reasons += [f"{sink} delivery failing: {err}" for sink, (err, _) in sink_errors.items()]
     return not reasons, reasons
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from connector.alertmanager.delivery import SilenceReport
-from connector.daemon import Status
+from connector.daemon import Daemon
 from connector.domain.window import Phase
 from connector.health import HealthSnapshot
 from connector.metrics import Metrics
@@ -65,43 +65,37 @@ class Telemetry:
 
 
 class HealthView:
-    def __init__(
-        self, status: Status, store: Store, poll_interval: float, clock: Callable[[], datetime]
-    ) -> None:
-        self._status = status
+    """``/healthz`` and ``STATUS=`` from the daemon's in-memory status: each source by its own poll
+    interval, ages on the daemon's monotonic clock (``Daemon.source_health``)."""
+
+    def __init__(self, daemon: Daemon, store: Store) -> None:
+        self._daemon = daemon
         self._store = store
-        self._poll_interval = poll_interval
-        self._clock = clock
 
     def health_snapshot(self) -> HealthSnapshot:
-        st = self._status
-        oks = [s.last_ok_at for s in st.sources.values()]
-        errors = [f"{name}: {s.last_error}" for name, s in st.sources.items() if s.last_error]
+        st = self._daemon.status
         slack_err = next((e for n, e in st.sink_errors.items() if n.startswith("slack") and e), None)
         return HealthSnapshot(
-            poll_interval=self._poll_interval,
-            last_poll_ok_at=None if any(o is None for o in oks) else min(o for o in oks if o is not None),
             started_at=st.started_at,
-            last_poll_error="; ".join(errors) or None,
+            uptime=self._daemon.uptime(),
+            sources=self._daemon.source_health(),
             slack_failing=slack_err,
-            sources={
-                n: {
-                    "last_ok_at": s.last_ok_at.isoformat() if s.last_ok_at else None,
-                    "last_error": s.last_error,
-                }
-                for n, s in st.sources.items()
-            },
         )
 
     def status_line(self) -> str:
         """systemd's ``STATUS=``: last successful poll, active windows, outbox depth, what is failing."""
-        now = self._clock()
+        now = self._daemon.clock()
         depth, _ = self._store.outbox_stats(now)
         active = sum(self._store.phase_counts().get(p.value, 0) for p in (Phase.IN_PROGRESS, Phase.OVERRUN))
-        st = self._status
+        st = self._daemon.status
         oks = [s.last_ok_at for s in st.sources.values() if s.last_ok_at]
         last = f"{min(oks):%H:%M:%S}Z" if oks else "never"
         line = f"last poll ok {last}; {active} windows in progress; outbox {depth}"
-        failing = [n for n, s in st.sources.items() if s.last_error]
+        failing = []
+        for name, h in self._daemon.source_health().items():
+            if h.hung():
+                failing.append(f"{name} (no answer for {h.request_age:.0f}s)")
+            elif h.error or h.broken:
+                failing.append(name)
         failing += [n for n, e in st.sink_errors.items() if e]
         return line + (f"; FAILING: {', '.join(failing)}" if failing else "")

@@ -25,12 +25,13 @@ from connector import __version__
 from connector.alertmanager.delivery import SilenceDelivery
 from connector.calendar import CalendarFeed
 from connector.config import ServiceNowSettings, Settings
-from connector.daemon import Daemon, SinkWorker, Status, utc_now
+from connector.daemon import Daemon, SinkWorker, SourcePlan, Status, utc_now
 from connector.domain.events import Event
 from connector.domain.routing import channels_for
 from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Phase
 from connector.health import HealthServer
+from connector.inflight import InFlight
 from connector.metrics import Metrics
 from connector.refresh import RefreshRequests
 from connector.servicenow.client import ServiceNowSource
@@ -92,7 +93,8 @@ class Pacer:
         self._next = self._clock() + self.interval
 
 
-def _source(sn: ServiceNowSettings) -> ServiceNowSource:
+def _source(sn: ServiceNowSettings, in_flight: InFlight | None = None) -> ServiceNowSource:
+    """A source's client as the daemon builds it (``check`` builds its own the same way)."""
     return ServiceNowSource(
         url=sn.url,
         username=sn.username,
@@ -105,6 +107,7 @@ def _source(sn: ServiceNowSettings) -> ServiceNowSource:
         timeout=sn.timeout,
         oauth_client_id=sn.oauth_client_id,
         oauth_client_secret=sn.oauth_client_secret.get_secret_value() if sn.oauth_client_secret else None,
+        in_flight=in_flight,
     )
 
 
@@ -119,8 +122,9 @@ def build_connector(
     wait: Callable[[float], bool] | None = None,
     listen: bool = True,
 ) -> Connector:
-    """``wait(seconds)`` is every in-process wait (pacing, Retry-After, retry backoff): it returns
-    True when shutdown was requested. Default: ``stop.wait``; tests pass one that moves a fake clock.
+    """``wait(seconds)`` is every in-process wait (pacing, Retry-After, retry backoff, the daemon's
+    schedule): it returns True when shutdown was requested. Default: ``stop.wait``; tests pass one
+    that moves a fake clock, with the ``clock`` (wall) and ``monotonic`` it moves.
     ``listen``: build the HTTP listener when ``health.enabled`` (``run`` starts it)."""
     stop = stop or threading.Event()
     wait = wait or stop.wait
@@ -140,7 +144,10 @@ def build_connector(
     def on_event(e: Event) -> None:
         metrics.event(e.kind.value)
 
-    sources = [_source(sn) for sn in settings.all_sources]
+    in_flight = {sn.name: InFlight(monotonic) for sn in settings.all_sources}
+    for name, requests in in_flight.items():
+        metrics.watch_requests(name, requests.age)
+    sources = [_source(sn, in_flight[sn.name]) for sn in settings.all_sources]
     syncers = [
         Syncer(
             source,
@@ -207,16 +214,20 @@ def build_connector(
         )
     daemon = Daemon(
         syncers,
-        poll_interval=min(sn.poll_interval for sn in settings.all_sources),
-        refresh_interval=min(sn.ci_refresh_interval for sn in settings.all_sources),
+        plans={
+            sn.name: SourcePlan(sn.poll_interval, sn.ci_refresh_interval, sn.timeout)
+            for sn in settings.all_sources
+        },
+        in_flight=in_flight,
         stop=stop,
         clock=clock,
+        monotonic=monotonic,
+        wait=wait,
         on_poll=telemetry.poll_result,
-        sleep=None if wait == stop.wait else wait,  # the daemon's own retry sleep also pings
         status=status,
         sinks=workers,
     )
-    view = HealthView(status, store, daemon.poll_interval, clock)
+    view = HealthView(daemon, store)
     calendar = CalendarFeed(store, clock)
     health = None
     if listen and settings.health.enabled:

@@ -128,7 +128,7 @@ def test_auth_failure_is_logged_once_retried_slowly_and_holds_the_cursor(
         refused = [r for r in d.snow.requests if r.status in (401, 403)]
         assert 2 <= len(refused) <= 3  # one attempt per 5 minutes, not one per poll
         assert d.cursor() == cursor and d.outbox() == depth  # nothing moved
-        healthy, reasons = evaluate_health(d.app.view.health_snapshot(), d.time.now)
+        healthy, reasons = evaluate_health(d.app.view.health_snapshot())
         assert not healthy and "User Not" in reasons[0]
 
         d.snow.password = PASSWORD
@@ -230,7 +230,7 @@ def test_slack_permanent_error_no_storm_one_line_then_resumes(
         assert d.outbox() == depth  # everything stays queued
         lines = _problem_lines(caplog)
         assert len(lines) == 1 and error in lines[0] and hint in lines[0], lines
-        healthy, reasons = evaluate_health(d.app.view.health_snapshot(), d.time.now)
+        healthy, reasons = evaluate_health(d.app.view.health_snapshot())
         assert not healthy and any(error in r for r in reasons)
 
         d.create()  # one failing sink never blocks polling
@@ -244,7 +244,7 @@ def test_slack_permanent_error_no_storm_one_line_then_resumes(
         row = d.ledger(error, expected)
         assert (row.parents, row.delivered, row.duplicated, row.lost) == (6, 10, 0, 0)
         assert sum("delivery recovered" in r.getMessage() for r in caplog.records) == 1
-        assert evaluate_health(d.app.view.health_snapshot(), d.time.now)[0]
+        assert evaluate_health(d.app.view.health_snapshot())[0]
 
 
 @pytest.mark.parametrize(
@@ -442,7 +442,7 @@ def test_shutdown_waits_for_all_sinks_together_not_one_after_another() -> None:
         all_inside.wait(5)
         release.wait(10)
 
-    daemon = Daemon([], poll_interval=60, refresh_interval=900, stop=stop, shutdown_grace=0.5)
+    daemon = Daemon([], stop=stop, shutdown_grace=0.5)
     status = Status(started_at=datetime.now(timezone.utc))
     daemon.sinks += [SinkWorker(f"stuck{i}", deliver, stop, status) for i in range(4)]
     try:

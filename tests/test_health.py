@@ -6,105 +6,105 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.config import HealthSettings
-from connector.health import HealthServer, HealthSnapshot, evaluate_health
+from connector.health import HealthServer, HealthSnapshot, SourceHealth, evaluate_health
 from connector.metrics import Metrics
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+SN = SourceHealth(poll_interval=60)
 
 
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-BASE = HealthSnapshot(poll_interval=60, last_poll_ok_at=None, started_at=T0)
+def snap(uptime: float = 0.0, slack_failing: str | None = None, **source: object) -> HealthSnapshot:
+    """One source, "servicenow", ``uptime`` seconds after the start; ages in seconds."""
+    return HealthSnapshot(T0, uptime, {"servicenow": replace(SN, **source)}, slack_failing)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("snapshot", "now", "healthy", "reasons"),
+    ("snapshot", "healthy", "reasons"),
     [
-        pytest.param(BASE, at(0), True, [], id="just-started"),
-        pytest.param(BASE, at(180), True, [], id="starting-boundary"),
+        pytest.param(snap(0), True, [], id="just-started"),
+        pytest.param(snap(180), True, [], id="starting-boundary"),
         pytest.param(
-            BASE,
-            at(181),
+            snap(181),
             False,
-            ["no successful poll since start 181s ago (limit 180s)"],
+            ["servicenow: no successful poll since start 181s ago (limit 180s)"],
             id="never-polled-past-limit",
         ),
         pytest.param(
-            replace(BASE, last_poll_error="servicenow: HTTP 401"),
-            at(412),
+            snap(412, error="HTTP 401"),
             False,
-            ["no successful poll since start 412s ago (limit 180s): servicenow: HTTP 401"],
+            ["servicenow: no successful poll since start 412s ago (limit 180s): HTTP 401"],
             id="never-polled-with-error",
         ),
+        pytest.param(snap(100, error="timeout"), True, [], id="starting-with-error-within-limit"),
+        pytest.param(snap(1000, ok_age=0), True, [], id="polled-now"),
+        pytest.param(snap(1180, ok_age=180), True, [], id="poll-age-boundary"),
         pytest.param(
-            replace(BASE, last_poll_error="servicenow: timeout"),
-            at(100),
-            True,
-            [],
-            id="starting-with-error-within-limit",
-        ),
-        pytest.param(replace(BASE, last_poll_ok_at=at(1000)), at(1000), True, [], id="polled-now"),
-        pytest.param(replace(BASE, last_poll_ok_at=at(1000)), at(1180), True, [], id="poll-age-boundary"),
-        pytest.param(
-            replace(BASE, last_poll_ok_at=at(1000), last_poll_error="servicenow: HTTP 503"),
-            at(1412),
+            snap(1412, ok_age=412, error="HTTP 503"),
             False,
-            ["no successful poll for 412s (limit 180s): servicenow: HTTP 503"],
+            ["servicenow: no successful poll for 412s (limit 180s): HTTP 503"],
             id="stale-with-error",
         ),
         pytest.param(
-            replace(BASE, last_poll_ok_at=at(1000)),
-            at(1181),
+            snap(1181, ok_age=181),
             False,
-            ["no successful poll for 181s (limit 180s)"],
+            ["servicenow: no successful poll for 181s (limit 180s)"],
             id="stale-no-error",
         ),
         pytest.param(
-            replace(BASE, last_poll_ok_at=at(1000), last_poll_error="servicenow: HTTP 503"),
-            at(1100),
-            True,
-            [],
-            id="recent-success-then-one-failure",
+            snap(1100, ok_age=100, error="HTTP 503"), True, [], id="recent-success-then-one-failure"
         ),
         pytest.param(
-            replace(BASE, last_poll_ok_at=at(1000), slack_failing="channel_not_found"),
-            at(1000),
+            snap(1000, ok_age=0, slack_failing="channel_not_found"),
             False,
             ["slack delivery failing: channel_not_found"],
             id="slack-failing",
         ),
         pytest.param(
-            replace(BASE, last_poll_ok_at=at(0), last_poll_error="servicenow: HTTP 503", slack_failing="x"),
-            at(600),
+            snap(600, ok_age=600, error="HTTP 503", slack_failing="x"),
             False,
-            ["no successful poll for 600s (limit 180s): servicenow: HTTP 503", "slack delivery failing: x"],
+            ["servicenow: no successful poll for 600s (limit 180s): HTTP 503", "slack delivery failing: x"],
             id="both-failing",
         ),
         pytest.param(
-            replace(BASE, poll_interval=10, last_poll_ok_at=at(0)),
-            at(31),
+            snap(31, ok_age=31, poll_interval=10),
             False,
-            ["no successful poll for 31s (limit 30s)"],
+            ["servicenow: no successful poll for 31s (limit 30s)"],
             id="limit-follows-interval",
         ),
-        pytest.param(replace(BASE, last_poll_ok_at=at(50)), at(0), True, [], id="clock-skew-future-success"),
+        pytest.param(snap(1000, ok_age=5, request_age=15, timeout=30), True, [], id="slow-request"),
+        pytest.param(
+            snap(1000, ok_age=5, request_age=16, timeout=30),
+            False,
+            ["servicenow: a request has waited 16s for an answer (timeout 30s)"],
+            id="hung-request-before-its-timeout",
+        ),
+        pytest.param(
+            snap(1000, ok_age=5, broken="internal error in tick: ValueError"),
+            False,
+            ["servicenow: internal error in tick: ValueError (retrying)"],
+            id="crashed-job",
+        ),
     ],
 )
-def test_evaluate_health(snapshot: HealthSnapshot, now: datetime, healthy: bool, reasons: list[str]) -> None:
-    assert evaluate_health(snapshot, now) == (healthy, reasons)
+def test_evaluate_health(snapshot: HealthSnapshot, healthy: bool, reasons: list[str]) -> None:
+    assert evaluate_health(snapshot) == (healthy, reasons)
+
+
+def test_each_source_is_judged_by_its_own_interval() -> None:
+    fast, slow = SourceHealth(poll_interval=10, ok_age=31), SourceHealth(poll_interval=60, ok_age=100)
+    s = HealthSnapshot(T0, 1000, {"fast": fast, "slow": slow})
+    assert evaluate_health(s) == (False, ["fast: no successful poll for 31s (limit 30s)"])
 
 
 def test_evaluate_health_is_pure() -> None:
-    s = replace(BASE, last_poll_ok_at=at(0), slack_failing="x")
-    assert evaluate_health(s, at(500)) == evaluate_health(s, at(500))
+    s = snap(500, ok_age=500, slack_failing="x")
+    assert evaluate_health(s) == evaluate_health(s)
 
 
 # --- the HTTP listener -------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class Holder:
 
 @pytest.fixture
 def holder() -> Holder:
-    return Holder(replace(BASE, last_poll_ok_at=at(0)))
+    return Holder(snap(60, ok_age=60, last_ok_at=T0))
 
 
 @pytest.fixture
@@ -142,7 +142,6 @@ def server(holder: Holder, metrics: Metrics) -> Iterator[HealthServer]:
         holder,
         metrics.registry,
         extra_routes={"/calendar.ics": calendar, "/broken": broken},
-        clock=lambda: at(60),
     )
     srv.start()
     yield srv
@@ -185,14 +184,26 @@ def test_healthz_follows_the_snapshot(server: HealthServer, holder: Holder) -> N
 
 @pytest.mark.integration
 def test_healthz_includes_per_source_detail(server: HealthServer, holder: Holder) -> None:
-    holder.snapshot = replace(holder.snapshot, sources={"servicenow": {"last_error": None, "fetched": 3}})
+    holder.snapshot = snap(60, ok_age=60, last_ok_at=T0, error="HTTP 503", request_age=2.04, timeout=30)
     _, _, body = get(server, "/healthz")
-    assert json.loads(body)["sources"] == {"servicenow": {"last_error": None, "fetched": 3}}
+    assert json.loads(body)["sources"] == {
+        "servicenow": {
+            "poll_interval": 60,
+            "last_ok_at": "2024-05-01T12:00:00+00:00",
+            "last_ok_age": 60,
+            "last_error": "HTTP 503",
+            "broken": None,
+            "request_age": 2.0,
+            "timeout": 30,
+        }
+    }
+    assert json.loads(body)["last_poll_error"] == "servicenow: HTTP 503"
 
 
 @pytest.mark.integration
 def test_metrics_exposes_the_registry(server: HealthServer, metrics: Metrics) -> None:
-    metrics.poll_succeeded("servicenow", 7, at(0))
+    metrics.poll_succeeded("servicenow", 7, T0)
+    metrics.watch_requests("servicenow", lambda: 4.5)
     metrics.poll_failed("servicenow", "timeout")
     metrics.event("announced")
     metrics.delivery("slack", "ok")
@@ -215,7 +226,8 @@ def test_metrics_exposes_the_registry(server: HealthServer, metrics: Metrics) ->
     assert value("itsm_connector_polls_total", source="servicenow", result="ok") == 1
     assert value("itsm_connector_polls_total", source="servicenow", result="error") == 1
     assert value("itsm_connector_poll_errors_total", source="servicenow", kind="timeout") == 1
-    assert value("itsm_connector_last_success_timestamp_seconds", source="servicenow") == at(0).timestamp()
+    assert value("itsm_connector_last_success_timestamp_seconds", source="servicenow") == T0.timestamp()
+    assert value("itsm_connector_source_request_age_seconds", source="servicenow") == 4.5
     assert value("itsm_connector_tickets_fetched_total", source="servicenow") == 7
     assert value("itsm_connector_events_total", kind="announced") == 1
     assert value("itsm_connector_deliveries_total", sink="slack", result="ok") == 1
@@ -269,7 +281,7 @@ def test_an_ipv6_listen_address_binds_and_answers(holder: Holder, metrics: Metri
     """``health.listen: "[::1]:9464"`` validated but could not bind: the stdlib server is IPv4 unless told,
     so the daemon exited at start."""
     host, port = HealthSettings(listen="[::1]:0").address
-    srv = HealthServer(host, port, holder, metrics.registry, clock=lambda: at(60))
+    srv = HealthServer(host, port, holder, metrics.registry)
     srv.start()
     try:
         with urllib.request.urlopen(f"http://[::1]:{srv.port}/healthz", timeout=5) as resp:

@@ -41,7 +41,7 @@ HALF_A_REQUEST = b"GET /healthz HTTP/1.0\r\nHost: x\r\n"  # the blank line that 
 
 
 def snapshot() -> HealthSnapshot:
-    return HealthSnapshot(poll_interval=60, last_poll_ok_at=T0, started_at=T0)
+    return HealthSnapshot(started_at=T0, uptime=0.0)
 
 
 def serve(**kw: Any) -> HealthServer:
@@ -49,7 +49,7 @@ def serve(**kw: Any) -> HealthServer:
         raise RuntimeError("boom")
 
     routes = kw.pop("routes", {"/broken": broken})
-    srv = HealthServer("127.0.0.1", 0, snapshot, Metrics("1").registry, routes, clock=lambda: T0, **kw)
+    srv = HealthServer("127.0.0.1", 0, snapshot, Metrics("1").registry, routes, **kw)
     srv.start()
     return srv
 

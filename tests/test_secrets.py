@@ -120,7 +120,7 @@ def test_no_secret_in_logs_errors_or_health_under_faults(
             errors += [str(s.last_error) for s in st.sources.values()] + [
                 str(e) for e in st.sink_errors.values()
             ]
-            errors.append(json.dumps(health_body(d.app.view.health_snapshot(), d.time.now)[1]))
+            errors.append(json.dumps(health_body(d.app.view.health_snapshot())[1]))
             errors += [c.error or "" for c in d.slack.calls]
             metadata = [json.dumps(m.metadata) for p in d.parents() for m in (p, *p.replies)]
             assert not leaks("\n".join(metadata))

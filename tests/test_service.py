@@ -213,9 +213,12 @@ def sims() -> Iterator[tuple[ServiceNowSimulator, SlackSimulator]]:
         yield snow, slack
 
 
-def test_notify_ready_watchdog_status_and_a_blocked_loop_stops_the_pings(
+def test_notify_ready_watchdog_status_and_a_hung_request_does_not_stop_the_pings(
     tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
 ) -> None:
+    """The loop pings while a source's worker waits for a request within its timeout: a hung source
+    is the source's problem (its health says so), not a reason for systemd to restart everything.
+    A worker stuck beyond its timeout stops the pings: tests/test_scheduling.py."""
     snow, slack = sims
     seed(snow, datetime.now(timezone.utc), n=5)  # page_size 2: the first sync takes three pages
     notify = NotifyListener(tmp_path / "notify.sock")
@@ -230,20 +233,19 @@ def test_notify_ready_watchdog_status_and_a_blocked_loop_stops_the_pings(
         assert pings
         wait_for("the first sync to be posted", lambda: len(slack.parents(CHANNEL)) == 5)
 
-        # ServiceNow hangs for 4 s on the next request: the main loop is blocked, the pings stop.
+        # ServiceNow hangs for 4 s on the next request (timeout 30 s): the pings go on.
         requests_before = len(snow.requests)
         blocked_from = time.monotonic()
         snow.inject("slow", delay=4.0)
         wait_for("the hung request to be answered", lambda: len(snow.requests) > requests_before, 10)
         answered_at = time.monotonic()
-        wait_for("pings to resume", lambda: len([t for t in notify.times("WATCHDOG") if t > answered_at]) > 2)
+        wait_for("two more pings", lambda: len([t for t in notify.times("WATCHDOG") if t > answered_at]) > 2)
 
         pings_at = notify.times("WATCHDOG")
-        during = [t for t in pings_at if blocked_from + 1.0 < t < answered_at - 0.1]
-        assert during == [], "a side thread kept the watchdog alive while the loop was blocked"
+        during = [t for t in pings_at if blocked_from < t < answered_at]
+        assert len(during) >= 5, during
         gaps = [b - a for a, b in itertools.pairwise(pings_at)]
-        assert max(gaps) >= 3.0, gaps  # the blocked poll
-        assert sorted(gaps)[-2] < 1.5, gaps  # otherwise regular, including during the paged first sync
+        assert max(gaps) < 1.5, gaps  # regular, during the paged first sync and the hung request
 
         status = wait_for(
             "a STATUS= line with the last successful poll",
@@ -266,9 +268,7 @@ def test_notify_ready_watchdog_status_and_a_blocked_loop_stops_the_pings(
     finally:
         service.stop()
         notify.close()
-    log = service.log()
-    assert "servicenow.timeout (30s) is not well below the systemd watchdog (2s)" in log
-    assert "Traceback" not in log
+    assert "Traceback" not in service.log()
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -344,7 +344,7 @@ def test_metrics_health_and_logs_while_servicenow_goes_down_and_returns(
             lambda: (h := healthz(port))[0] == 503 and "cannot reach" in str(h[1]["reasons"]) and h,
             20,
         )
-        assert body["reasons"][0].startswith("no successful poll for "), body
+        assert body["reasons"][0].startswith("servicenow: no successful poll for "), body
         wait_for(
             "three failed polls",
             lambda: metric(scrape(port), "poll_errors_total", source="servicenow", kind="unavailable") >= 3,
@@ -398,10 +398,11 @@ def test_json_logs_one_object_per_line(
     assert "secret" not in service.log() and "xoxb-simulator" not in service.log()
 
 
-def test_a_long_first_sync_pings_between_pages(
+def test_a_long_first_sync_shows_a_sign_of_life_after_each_page(
     tmp_path: Path, sims: tuple[ServiceNowSimulator, SlackSimulator]
 ) -> None:
-    """In process: the daemon hands its heartbeat to the sync, which calls it after each committed page."""
+    """In process: the worker hands the sync its sign of life, called after each committed page, so
+    a sync of many pages is never taken for a stuck worker (which would stop the watchdog pings)."""
     from connector.config import Settings
     from connector.daemon import Daemon
     from connector.wiring import build_connector
@@ -411,20 +412,21 @@ def test_a_long_first_sync_pings_between_pages(
     config = yaml.safe_load(write_config(tmp_path, snow, slack).read_text())
     config["servicenow"]["password"], config["slack"]["token"] = "secret", "xoxb-simulator"
     app = build_connector(Settings.model_validate(config))
-    beats: list[int] = []
+    signs: list[int] = []
     daemon = Daemon(
         app.daemon.syncers,
-        poll_interval=60,
-        refresh_interval=900,
-        heartbeat=lambda: beats.append(len(app.store.tracked())),
+        monotonic=lambda: signs.append(len(app.store.tracked())) or time.monotonic(),  # type: ignore[func-returns-value]
     )
+    worker = daemon.workers["servicenow"]
     try:
         daemon.poll()
     finally:
         app.close()
     assert daemon.status.sources["servicenow"].last_error is None
-    # one ping per page (4 pages of 2), each after its windows were committed
-    assert len(beats) >= 4 and beats == sorted(beats) and 1 <= beats[0] < beats[3] == 7, beats
+    assert worker.stuck_for() is None
+    # a sign of life (a read of its clock) after each page (4 pages of 2), once its windows were committed
+    committed = sorted(set(signs) - {0})
+    assert signs == sorted(signs) and len(committed) >= 4 and committed[-1] == 7, signs
 
 
 def test_the_unit_hands_over_what_the_connector_reads(

@@ -84,7 +84,6 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             hup.clear()
             _check_reload(settings, args.config)
 
-    _warn_watchdog_vs_timeout(settings, notifier.watchdog_interval())
     log.info(
         "itsm-connector %s started: source %s, channel %s, state %s",
         __version__,
@@ -126,23 +125,6 @@ def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
         keys = sorted(set(old) | set(new), key=str)
         return [k for key in keys for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
     return [] if old == new else [prefix.rstrip(".") or "(all)"]
-
-
-def _warn_watchdog_vs_timeout(settings: Settings, ping_interval: float | None) -> None:
-    """A request may block the loop for ``timeout`` seconds on top of the time since the last ping
-    (at most WatchdogSec/4): together they must stay well inside WatchdogSec (60 s and 30 s do)."""
-    if ping_interval is None:
-        return
-    watchdog = ping_interval * 2
-    for sn in settings.all_sources:
-        if sn.timeout + watchdog / 4 >= 0.9 * watchdog:
-            log.warning(
-                "servicenow.timeout (%gs) is not well below the systemd watchdog (%gs): a request that "
-                "hangs until its timeout may get the service restarted; lower the timeout or raise "
-                "WatchdogSec=",
-                sn.timeout,
-                watchdog,
-            )
 
 
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ import requests
 from requests.auth import HTTPBasicAuth
 
 from connector.errors import ConfigError, SourceBadResponse, SourceError, SourceUnavailable
+from connector.inflight import InFlight, TrackedAdapter
 from connector.servicenow.classify import (
     TRANSPORT_ERRORS,
     bad_body,
@@ -95,6 +96,7 @@ class ServiceNowSource:
         session: requests.Session | None = None,
         updated_field: str = "sys_updated_on",
         id_field: str = "sys_id",
+        in_flight: InFlight | None = None,
     ) -> None:
         self.base_url, host, use_ssl = _split_url(url)
         if not _TABLE_RE.fullmatch(table):
@@ -109,6 +111,10 @@ class ServiceNowSource:
         self._base_path = f"/api/now/{api_version}" if api_version else "/api/now"
         self._owns_session = session is None
         self._session = session or requests.Session()
+        #: every request under way and since when (the daemon sees a hung source before its timeout)
+        self.in_flight = in_flight or InFlight()
+        for prefix in ("http://", "https://"):
+            self._session.mount(prefix, TrackedAdapter(self.in_flight))
         self._oauth: OAuthToken | None = None
         if oauth_client_id or oauth_client_secret:
             if not (oauth_client_id and oauth_client_secret):

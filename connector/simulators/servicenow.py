@@ -101,6 +101,7 @@ class ServiceNowSimulator:
         }
         self._view = RecordView(self._tables, self._columns, lambda: self.url)
         self._faults: list[Fault] = []
+        self._held: list[threading.Event] = []  # requests held by the "hang" fault, until release()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -124,6 +125,7 @@ class ServiceNowSimulator:
         return self
 
     def stop(self) -> None:
+        self.release()
         server, thread = self._server, self._thread
         if server is None:
             return
@@ -217,6 +219,24 @@ class ServiceNowSimulator:
         with self._lock:
             return sum(f.count for f in self._faults)
 
+    def held(self) -> int:
+        """Requests the "hang" fault holds unanswered right now."""
+        with self._lock:
+            return len(self._held)
+
+    def release(self) -> None:
+        """Let every request held by the "hang" fault go on (it is then answered normally)."""
+        with self._lock:
+            held, self._held = self._held, []
+        for event in held:
+            event.set()
+
+    def _hold(self) -> None:
+        event = threading.Event()
+        with self._lock:
+            self._held.append(event)
+        event.wait()
+
     def _take_fault(self, target: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
@@ -239,6 +259,8 @@ class ServiceNowSimulator:
             return None
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
+        if fault is not None and fault.kind == "hang":
+            self._hold()
         reply = fault_reply(fault) if fault is not None else None
         if reply is None:
             try:

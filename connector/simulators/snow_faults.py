@@ -2,8 +2,10 @@
 normal one: ServiceNow's error envelope for 429, 500, 503, 401 and 403 (``Retry-After`` when asked
 for; 429 always has one), a proxy's HTML page for 502, a hibernating instance's login page with
 HTTP 200 for ``html``. ``truncated`` (half the normal answer), ``slow`` (the normal answer after
-``delay``) and ``drop`` (the socket closed unanswered) alter the normal answer instead: the
-simulator applies them in ``ServiceNowSimulator._handle``.
+``delay``), ``hang`` (the request read and held unanswered until ``ServiceNowSimulator.release``:
+an instance that accepts connections and never answers) and ``drop`` (the socket closed
+unanswered) alter the normal answer instead: the simulator applies them in
+``ServiceNowSimulator._handle``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 from connector.simulators.snow_http import Reply, envelope
 
-FAULTS = frozenset({"429", "500", "502", "503", "401", "403", "html", "truncated", "slow", "drop"})
+FAULTS = frozenset({"429", "500", "502", "503", "401", "403", "html", "truncated", "slow", "hang", "drop"})
 
 _HIBERNATING_PAGE = (
     "<html><head><title>ServiceNow - Instance Hibernating</title></head><body>"
