@@ -4,22 +4,29 @@
 windows a feed shows from the store, and keeps each served feed until the store changes.
 ``SEQUENCE`` is the number of events told about the window, so it goes up on every change and
 calendar clients replace the old copy; cancelled and withdrawn windows stay in the feed as
-``STATUS:CANCELLED`` so subscribers see them disappear.
+``STATUS:CANCELLED`` so subscribers see them disappear. Each window is rendered on its own: one that
+cannot be (a CR/LF in its id, saved before ids were checked) is left out with a warning naming it,
+and the feed goes on for the others.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from connector.domain.reconcile import Tracked
 from connector.domain.target import Target
 from connector.domain.window import Phase
 from connector.store.sqlite import Store
 
+log = logging.getLogger(__name__)
+
 PRODID = "-//itsm-connector//maintenance windows//EN"
 CANCELLED = frozenset({Phase.CANCELLED, Phase.WITHDRAWN})
+_END = b"END:VCALENDAR\r\n"
 
 
 def render_calendar(
@@ -40,6 +47,7 @@ def render_calendar(
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("x-wr-calname", name)
+    events: list[bytes] = []
     for tracked, sequence in sorted(
         windows, key=lambda i: (i[0].window.planned_start or now, i[0].window.number)
     ):
@@ -48,27 +56,38 @@ def render_calendar(
             continue
         if w.planned_end < now - keep_finished:
             continue
-        ev = Event()
-        ev.add("uid", f"{w.sys_id}@{w.source}.itsm-connector")
-        ev.add("dtstamp", now)
-        ev.add("dtstart", w.planned_start)
-        ev.add("dtend", w.planned_end)
-        ev.add("sequence", sequence)
-        ev.add("summary", f"{w.number} {w.title}".strip())
-        ev.add("status", "CANCELLED" if tracked.phase in CANCELLED else "CONFIRMED")
-        lines = [f"Phase: {tracked.phase.value}"]
-        if w.cis:
-            lines.append("CIs: " + ", ".join(w.cis))
-        if w.assignment_group:
-            lines.append(f"Group: {w.assignment_group}")
-        if w.url:
-            lines.append(w.url)
-            ev.add("url", w.url)
-        ev.add("description", "\n".join(lines))
-        if w.updated_on:
-            ev.add("last-modified", w.updated_on)
-        cal.add_component(ev)
-    return bytes(cal.to_ical())
+        try:
+            events.append(_event(Event(), tracked, sequence, now))
+        except Exception as e:  # any failure of one window: that window only
+            log.warning("%s: left out of the calendar feed: %s", w.number, e)
+    # Each event is rendered once, on its own, and put where icalendar puts components: before the end.
+    head = bytes(cal.to_ical())
+    assert head.endswith(_END), head[-40:]
+    return head[: -len(_END)] + b"".join(events) + _END
+
+
+def _event(ev: Any, tracked: Tracked, sequence: int, now: datetime) -> bytes:
+    """One window's VEVENT, rendered: ``ev`` is an empty ``icalendar.Event``."""
+    w = tracked.window
+    ev.add("uid", f"{w.sys_id}@{w.source}.itsm-connector")
+    ev.add("dtstamp", now)
+    ev.add("dtstart", w.planned_start)
+    ev.add("dtend", w.planned_end)
+    ev.add("sequence", sequence)
+    ev.add("summary", f"{w.number} {w.title}".strip())
+    ev.add("status", "CANCELLED" if tracked.phase in CANCELLED else "CONFIRMED")
+    lines = [f"Phase: {tracked.phase.value}"]
+    if w.cis:
+        lines.append("CIs: " + ", ".join(w.cis))
+    if w.assignment_group:
+        lines.append(f"Group: {w.assignment_group}")
+    if w.url:
+        lines.append(w.url)
+        ev.add("url", w.url)
+    ev.add("description", "\n".join(lines))
+    if w.updated_on:
+        ev.add("last-modified", w.updated_on)
+    return bytes(ev.to_ical())
 
 
 Route = Callable[[], tuple[int, str, bytes]]

@@ -10,6 +10,11 @@ Formats (``setup_logging(fmt=...)``)::
 ``journal`` prefixes every line with an sd-daemon(3) ``<N>`` syslog priority, so journald files each
 line (traceback lines included) at the record's level, and leaves timestamps to journald.
 
+One record, one line: a message is never split. Line breaks (CR, LF, U+0085, U+2028, U+2029) and
+other control and bidi characters in it are escaped (``\n``, ``\u2028``: :func:`escape_controls`),
+so a ticket number or title cannot forge a log line or reorder a terminal's text. Only a traceback
+keeps its own lines (each prefixed in ``journal``); ``json`` escapes the same characters in its strings.
+
 Secrets: ``register_secret(value)`` once the config is loaded; the ``RedactFilter`` installed on our
 handler replaces every registered value with ``***`` in the message, its arguments, the traceback
 and ``extra`` fields, and the formatters redact their final output again.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -37,8 +43,27 @@ _secrets_lock = threading.Lock()
 # syslog priorities (sd-daemon(3)): 2 crit, 3 err, 4 warning, 5 notice, 6 info, 7 debug
 _PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 
+# What a log line or a terminal must not carry raw: C0 and C1 controls, DEL, line and paragraph
+# separators, and the bidi marks, embeddings, overrides and isolates.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def escape_controls(text: str, *, keep: str = "") -> str:
+    """``text`` safe for one line of a log or a terminal: each control, line-break or bidi character
+    (but those in ``keep``) as ``\\n``, ``\\r``, ``\\t`` or ``\\uXXXX``. Those are JSON's escapes too,
+    so the result is still valid inside a JSON string. Emoji joiners and other text are untouched."""
+    if text.isprintable():  # the usual case
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        c = m.group()
+        return c if c in keep else _SHORT.get(c, f"\\u{ord(c):04x}")
+
+    return _UNSAFE.sub(one, text)
 
 
 def register_secret(value: str) -> None:
@@ -102,7 +127,7 @@ class TextFormatter(logging.Formatter):
         return stamp.replace("+00:00", "Z")
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return _one_line(self, record)
 
 
 class JournalFormatter(logging.Formatter):
@@ -113,8 +138,23 @@ class JournalFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"<{syslog_priority(record.levelno)}>"
-        text = redact(super().format(record))
-        return "\n".join(prefix + line for line in text.splitlines() or [""])
+        return "\n".join(prefix + line for line in _one_line(self, record).split("\n"))
+
+
+def _one_line(fmt: logging.Formatter, record: logging.LogRecord) -> str:
+    """What ``logging.Formatter.format`` gives, redacted, with the record's line escaped: one line,
+    then the traceback and stack (if any) on their own lines, their other controls escaped."""
+    record.message = record.getMessage()
+    if fmt.usesTime():
+        record.asctime = fmt.formatTime(record, fmt.datefmt)
+    parts = [escape_controls(redact(fmt.formatMessage(record)))]
+    if record.exc_info and not record.exc_text:
+        record.exc_text = fmt.formatException(record.exc_info)
+    if record.exc_text:
+        parts.append(escape_controls(redact(record.exc_text), keep="\n"))
+    if record.stack_info:
+        parts.append(escape_controls(redact(fmt.formatStack(record.stack_info)), keep="\n"))
+    return "\n".join(parts)
 
 
 class JsonFormatter(logging.Formatter):
@@ -135,7 +175,7 @@ class JsonFormatter(logging.Formatter):
             doc["exc"] = record.exc_text
         if record.stack_info:
             doc["stack"] = record.stack_info
-        return redact(json.dumps(doc, default=str, ensure_ascii=False))
+        return escape_controls(redact(json.dumps(doc, default=str, ensure_ascii=False)))
 
 
 def syslog_priority(levelno: int) -> int:

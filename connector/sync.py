@@ -33,7 +33,7 @@ from connector.memory import release_after_catch_up
 from connector.readahead import Normalized, PageReader, ReadPage
 from connector.servicenow.lookback import Seen, lookback_start
 from connector.servicenow.mapping import SourceMapping
-from connector.servicenow.normalize import normalize_change
+from connector.servicenow.normalize import clean_text, normalize_change
 from connector.servicenow.query import ChangePage, Cursor, format_sn_datetime, next_cursor
 from connector.store.sqlite import Store
 
@@ -305,11 +305,12 @@ class Syncer:
 
     # -- affected CIs -------------------------------------------------------------------------------
     def _task_cis(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Each asked-about task's CI names (an empty list for a task with no ``task_ci`` row)."""
+        """Each asked-about task's CI names (an empty list for a task with no ``task_ci`` row), cleaned
+        like every other ticket text."""
         cis: dict[str, list[str]] = {t: [] for t in task_ids if t}
         for task, ci, _ in self.source.fetch_task_cis(task_ids=task_ids):
-            if ci:
-                cis.setdefault(task, []).append(ci)
+            if name := clean_text(ci):
+                cis.setdefault(task, []).append(name)
         return cis
 
     def _poll_task_cis(self, now: datetime) -> PollResult:

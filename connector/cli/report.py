@@ -1,5 +1,9 @@
 """The commands that read the state database and print: ``windows``, ``status``, ``digest`` and
 ``calendar``. They never create or migrate the database (``_open_state``).
+
+Everything they print goes through :func:`_out`: a control, line-break or bidi character that came
+from a ticket (or a state saved before ticket text was cleaned) is shown escaped (``\u001b``), so a
+terminal shows it and never obeys it.
 """
 
 from __future__ import annotations
@@ -9,14 +13,24 @@ import json
 import sqlite3
 import sys
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.config import Settings
-from connector.logs import redact
+from connector.logs import escape_controls, redact
+
+if TYPE_CHECKING:
+    from connector.slack.render import RenderContext
+
+
+def _out(text: str, *, one_line: bool = False) -> None:
+    """Print ``text`` terminal-safe: only our own newlines kept (none with ``one_line``). JSON stays
+    valid: the escapes are JSON's."""
+    print(escape_controls(text, keep="" if one_line else "\n"))
 
 
 def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
-    from connector.slack.render import RenderContext, format_time
+    from connector.slack.render import RenderContext
 
     store = _open_state(settings)
     if store is None:
@@ -24,7 +38,7 @@ def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
     if args.problems:
         rows = store.problems()
         if args.json:
-            print(
+            _out(
                 json.dumps(
                     [{"number": r.number, "sys_id": r.sys_id, "problems": r.problems} for r in rows],
                     ensure_ascii=False,
@@ -33,7 +47,7 @@ def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
             )
         for r in rows if not args.json else []:
             for p in r.problems:
-                print(p)
+                _out(p, one_line=True)
         if not rows and not args.json:
             print("no rejected tickets")
         return 0
@@ -42,7 +56,7 @@ def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
         store.tracked(), key=lambda t: t.window.planned_start or datetime.max.replace(tzinfo=timezone.utc)
     )
     if args.json:
-        print(
+        _out(
             json.dumps(
                 [
                     {
@@ -62,12 +76,27 @@ def cmd_windows(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     for t in tracked:
         w = t.window
-        start = format_time(w.planned_start, ctx) if w.planned_start else "-"
-        end = format_time(w.planned_end, ctx) if w.planned_end else "-"
-        print(f"{w.number:<12} {t.phase.value:<12} {start} → {end}  {', '.join(w.cis) or '-'}  {w.title}")
+        start, end = _when(w.planned_start, ctx), _when(w.planned_end, ctx)
+        _out(
+            f"{w.number:<12} {t.phase.value:<12} {start} → {end}  {', '.join(w.cis) or '-'}  {w.title}",
+            one_line=True,
+        )
     if not tracked:
         print("no windows yet")
     return 0
+
+
+def _when(dt: datetime | None, ctx: RenderContext) -> str:
+    """``dt`` in the display timezone; in UTC if that zone cannot show it (a date saved before dates
+    were checked: 9999-12-31 east of UTC)."""
+    from connector.slack.render import format_time
+
+    if dt is None:
+        return "-"
+    try:
+        return format_time(dt, ctx)
+    except (OverflowError, ValueError):
+        return f"{dt.isoformat(sep=' ', timespec='minutes')} UTC"
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,7 +114,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             healthz = lambda: status.fetch_healthz(host, port)  # noqa: E731
         now = datetime.now(timezone.utc)
         report = status.collect(settings, store, now, healthz or (lambda: None))
-        print(redact(status.render(report, now, __version__)))  # stored errors may quote a secret
+        _out(redact(status.render(report, now, __version__)))  # stored errors may quote a secret
     finally:
         store.close()
     return 0 if report.healthy else 1
@@ -145,8 +174,8 @@ def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
             cs = settings.slack.channel_settings(channel)
             tz = ZoneInfo(cs.timezone or settings.slack.timezone)
             context = render_context(settings, store, channel)
-            print(f"=== {channel}")
-            print(shift_preview(store, Target.slack(channel), context, tz, now))
+            _out(f"=== {channel}", one_line=True)
+            _out(shift_preview(store, Target.slack(channel), context, tz, now))
         return 0
     finally:
         store.close()
@@ -160,7 +189,8 @@ def cmd_calendar(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     try:
         now = datetime.now(timezone.utc)
-        sys.stdout.write(CalendarFeed(store, lambda: now).render(now, args.channel).decode("utf-8"))
+        feed = CalendarFeed(store, lambda: now).render(now, args.channel).decode("utf-8")
+        sys.stdout.write("\r\n".join(escape_controls(line) for line in feed.split("\r\n")))
         return 0
     finally:
         store.close()

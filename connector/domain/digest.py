@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from connector.domain.window import SUPPRESSING_PHASES, MaintenanceWindow, Phase
@@ -39,15 +39,19 @@ def shift_items(
         (w, phase)
         for w, phase in windows
         if phase in SUPPRESSING_PHASES
-        or (
-            phase is Phase.SCHEDULED
-            and w.planned_start is not None
-            and w.planned_start.astimezone(tz).date() in days
-        )
+        or (phase is Phase.SCHEDULED and w.planned_start is not None and _day(w.planned_start, tz) in days)
     ]
     return sorted(
         items, key=lambda i: (i[1] not in SUPPRESSING_PHASES, i[0].planned_start or now, i[0].number)
     )
+
+
+def _day(dt: datetime, tz: ZoneInfo) -> date | None:
+    """The local date of ``dt``; None for a date ``tz`` cannot show (year 9999 east of UTC)."""
+    try:
+        return dt.astimezone(tz).date()
+    except OverflowError:
+        return None
 
 
 def due_slot(

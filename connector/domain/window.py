@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 
 
@@ -49,6 +49,13 @@ TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.CANCELLED, Phase.WITHDRAWN})
 #: Phases during which alerts from the window's CIs are expected.
 SUPPRESSING_PHASES = frozenset({Phase.IN_PROGRESS, Phase.OVERRUN})
 ANNOUNCEABLE_STATES = frozenset({State.AUTHORIZE, State.SCHEDULED, State.IMPLEMENT})
+
+#: The dates a window may carry (UTC, both ends included). Outside, a date is a typo or a hostile
+#: value: 9999-12-31 overflows once shown in Asia/Seoul, year 1 in America/*, and the silences and
+#: reminders computed from it would overflow too. Such a ticket is a problem ticket.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2199, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+DATE_ATTRIBUTES = ("planned_start", "planned_end", "actual_start", "actual_end", "updated_on")
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,19 @@ class Problem:
 def validate(w: MaintenanceWindow) -> list[Problem]:
     """Problems that stop ``w`` from being announced. Drafts without times are not problems."""
     problems: list[Problem] = []
+    for attr in DATE_ATTRIBUTES:
+        value: datetime | None = getattr(w, attr)
+        if value is not None and not EARLIEST <= value <= LATEST:
+            problems.append(
+                Problem(
+                    w.number,
+                    attr,
+                    f"{_utc(value)} UTC is outside the supported range "
+                    f"{EARLIEST:%Y-%m-%d} to {_utc(LATEST)} UTC",
+                )
+            )
+    if problems:
+        return problems  # the checks below compare dates that cannot be trusted
     if w.state in ANNOUNCEABLE_STATES:
         if w.planned_start is None:
             problems.append(Problem(w.number, "planned_start", "missing on a scheduled change"))
@@ -136,3 +156,8 @@ def validate(w: MaintenanceWindow) -> list[Problem]:
             )
         )
     return problems
+
+
+def _utc(dt: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC, four-digit year included (``%Y`` gives ``1`` for year 1)."""
+    return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")

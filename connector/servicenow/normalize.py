@@ -5,8 +5,16 @@ Display values are in the API user's time zone and date format and are never par
 as a bare string, ``{"value": ...}`` (reference with link) or ``{"display_value": ..., "value": ...}``
 (``display_value=all``): ``value`` is what counts.
 
-Ticket text is cleaned (control and bidi-override characters removed) and capped, but not escaped:
-escaping for Slack is the renderer's job.
+Every string taken from a ticket goes through :func:`clean_text` (here, and for ``task_ci`` CI names
+in :mod:`connector.sync`): control and bidi-override characters removed, line breaks made spaces
+(kept as newlines in the description), capped. It is not escaped: escaping for Slack is the
+renderer's job, for logs and terminals :func:`connector.logs.escape_controls`.
+
+Limits (a ticket outside them is a problem ticket, named by number and field): the record id
+(``sys_id``) is 1 to 64 of ``A-Z a-z 0-9 _ . : -`` (ServiceNow's are 32 hex digits): it goes into
+encoded queries, URLs, Slack metadata and calendar UIDs; dates are within
+:data:`~connector.domain.window.EARLIEST` to :data:`~connector.domain.window.LATEST`. The number is
+cleaned and cut at :data:`MAX_NUMBER` characters.
 """
 
 from __future__ import annotations
@@ -21,13 +29,18 @@ from connector.servicenow.mapping import SourceMapping
 from connector.servicenow.query import parse_sn_datetime
 
 MAX_TEXT = 20_000
+MAX_NUMBER = 40
+MAX_ID = 64
 UNKNOWN = "(unknown)"
 STATES_KEY = "servicenow.mapping.states"
 
 # C0/C1 controls except tab and newline, DEL, and the bidi embeddings/overrides/isolates that can make a
 # ticket title read backwards. Zero-width joiners stay: emoji sequences need them.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_LINE_BREAKS = re.compile(r"\s*[\r\n\t]+\s*")
+_LINE_BREAKS = re.compile(r"\s*[\r\n\t\x85\u2028\u2029]+\s*")
+_NEWLINES = re.compile(r"[\x85\u2028\u2029]")
+_SAFE_ID = re.compile(f"[A-Za-z0-9_.:-]{{1,{MAX_ID}}}", re.ASCII)
+ID_RULE = f"1 to {MAX_ID} of A-Za-z0-9_.:- (ServiceNow's are 32 hex digits)"
 
 
 def raw_value(v: Any) -> str | None:
@@ -45,16 +58,19 @@ def raw_value(v: Any) -> str | None:
     return v if isinstance(v, str) else str(v)
 
 
-def clean_text(text: str, *, multiline: bool = False) -> str:
-    """Remove control characters, normalise line breaks, cap at ``MAX_TEXT`` characters."""
+def clean_text(text: str, *, multiline: bool = False, limit: int = MAX_TEXT) -> str:
+    """Remove control characters, normalise line breaks (U+0085, U+2028, U+2029 too), cap at ``limit``
+    characters. The one cleaning of every string that came from a ticket, whatever its field."""
+    if len(text) > 4 * limit:
+        text = text[: 4 * limit]  # a 2 MB field is not scanned whole to keep ~20 characters of it
     if text.isprintable():  # the usual case: no control, bidi or line-break character to handle
         text = text.strip()
-        return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+        return text if len(text) <= limit else text[: limit - 1] + "…"
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    text = text.strip() if multiline else _LINE_BREAKS.sub(" ", text).strip()
-    if len(text) > MAX_TEXT:
-        text = text[: MAX_TEXT - 1] + "…"
+    text = _NEWLINES.sub("\n", text) if multiline else _LINE_BREAKS.sub(" ", text)
+    text = _CONTROL.sub("", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
     return text
 
 
@@ -68,11 +84,14 @@ def normalize_change(
         v = raw.get(name)
         return v if type(v) is str else raw_value(v) or ""
 
-    sys_id, number = get(f.sys_id).strip(), get(f.number).strip()
-    label = number or sys_id or UNKNOWN
+    sys_id, number = get(f.sys_id).strip(), clean_text(get(f.number), limit=MAX_NUMBER)
+    label = number or clean_text(sys_id, limit=MAX_NUMBER) or UNKNOWN
     problems: list[Problem] = []
     if not sys_id:
         problems.append(Problem(label, f.sys_id, "missing: the ticket cannot be tracked without it"))
+    elif not _SAFE_ID.fullmatch(sys_id):
+        shown = sys_id if len(sys_id) <= MAX_ID else sys_id[:MAX_ID] + "…"
+        problems.append(Problem(label, f.sys_id, f"{shown!r} is not a record id: expected {ID_RULE}"))
     if not number:
         problems.append(Problem(label, f.number, "missing"))
 

@@ -158,16 +158,23 @@ def build_change_query(
     else:
         x = format_sn_datetime(cursor.updated_on)
         if cursor.sys_id:
-            if any(c in cursor.sys_id for c in "^,"):
-                raise ValueError(f"cursor sys_id {cursor.sys_id!r} cannot be put in an encoded query")
+            after = _writable_after(cursor.sys_id)
             conditions = [
-                c
-                for g in groups
-                for c in (_and(g, f"{upd}>{x}"), _and(g, f"{upd}={x}^{sid}>{cursor.sys_id}"))
+                c for g in groups for c in (_and(g, f"{upd}>{x}"), _and(g, f"{upd}={x}^{sid}>{after}"))
             ]
         else:  # the whole second X again: nothing at X is assumed seen
             conditions = [_and(g, f"{upd}>={x}") for g in groups]
     return _and("^NQ".join(conditions), f"ORDERBY{upd}^ORDERBY{sid}")
+
+
+def _writable_after(sys_id: str) -> str:
+    """``sys_id``, or, when it holds a character an encoded query cannot carry (``^``, ``,``), the
+    smallest string after it that can: the part before that character, then the character after it
+    (``zz^bad`` -> ``zz_``). What is skipped between them shares that unwritable prefix, so it is a
+    rejected ticket too (normalize refuses such ids); the cursor still moves past the record on which
+    it stopped, instead of the query failing at every poll and every restart."""
+    cut = min((i for i in (sys_id.find("^"), sys_id.find(",")) if i >= 0), default=-1)
+    return sys_id if cut < 0 else sys_id[:cut] + chr(ord(sys_id[cut]) + 1)
 
 
 def build_membership_query(filter: str, sys_ids: Sequence[str], id_field: str = "sys_id") -> str:

@@ -25,7 +25,9 @@ Parents are posted before thread replies so that, during a burst, L1 sees every 
 :class:`SlackSink` is a :class:`connector.slack.api.SlackChannel`: the Slack calls, and the one
 classification of every Slack answer (rate limits; permanent, transient and poison errors), are there.
 A message Slack refuses (``POISON``) is set aside here and listed as a problem of its ticket
-(``windows --problems``) until the ticket changes; it never blocks the queue.
+(``windows --problems``) until the ticket changes; it never blocks the queue. So is a message that
+cannot be rendered (any exception while rendering it: a date the display timezone cannot show, in a
+state saved before dates were checked, or a bug): each message is rendered inside its own guard.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class SlackSink(SlackChannel):
         # Parents that may show an old state: their refresh failed or was never reached (a pass that
         # stopped early). None: not known yet, so the first pass checks every parent (after a crash).
         self._stale: set[tuple[str, str]] | None = None
+        self._unrenderable: set[tuple[tuple[str, str], str]] = set()  # said once per process
 
     # -- the delivery pass --------------------------------------------------------------------------
     def deliver(
@@ -199,7 +202,11 @@ class SlackSink(SlackChannel):
     def _post_parent(
         self, key: tuple[str, str], now: datetime, report: DeliveryReport, announces: Sequence[Delivery] = ()
     ) -> None:
-        rendered = self._render_parent(key, now)
+        try:
+            rendered = self._render_parent(key, now)
+        except Exception as e:  # this message only: its window's replies wait for it
+            self._cannot_render(key, "parent message", e, now, report)
+            return
         if rendered is None:
             return
         msg = self.store.message(key, self.target)
@@ -247,7 +254,11 @@ class SlackSink(SlackChannel):
         msg = self.store.message(key, self.target)
         if msg is None or msg.state != "posted" or msg.ts is None:
             return
-        rendered = self._render_parent(key, now)
+        try:
+            rendered = self._render_parent(key, now)
+        except Exception as e:  # this message only
+            self._cannot_render(key, "update of the parent message", e, now, report)
+            return
         if rendered is None or _fingerprint(rendered) == msg.rendered:
             return
         try:
@@ -293,7 +304,12 @@ class SlackSink(SlackChannel):
                     self.store.mark_delivery(d.event_id, self.target, "done", now, ts=found)
                 report.recovered += 1
                 return
-        rendered = render_event(d.event, self._context(d.event.window))
+        try:
+            rendered = render_event(d.event, self._context(d.event.window))
+        except Exception as e:  # this message only
+            self._mark(d, "failed", now, error=f"cannot be rendered: {type(e).__name__}")
+            self._cannot_render(d.key, f"{d.event.kind} reply", e, now, report)
+            return
         try:
             ts = self.post(
                 rendered,
@@ -339,6 +355,34 @@ class SlackSink(SlackChannel):
             err,
         )
         report.poisoned.append(err)
+
+    def _cannot_render(
+        self, key: tuple[str, str], what: str, e: Exception, now: datetime, report: DeliveryReport
+    ) -> None:
+        """Like a refused message: set aside and listed as a problem of the ticket; logged (with the
+        traceback) and counted once per message per process, however many passes meet it again."""
+        number = rendered_number(self.store, key)
+        reason = f"{type(e).__name__}: {e}"
+        with self.store.transaction():
+            self.store.set_problems(
+                key[0],
+                key[1],
+                number,
+                [Problem(number, "slack", f"the {what} for {self.channel} cannot be rendered: {reason}")],
+                now,
+            )
+        if (key, what) not in self._unrenderable:
+            self._unrenderable.add((key, what))
+            log.error(
+                "%s: the %s for %s cannot be rendered (%s): set aside, listed by `windows --problems`; "
+                "the other messages flow",
+                number,
+                what,
+                self.channel,
+                reason,
+                exc_info=e,
+            )
+            report.poisoned.append("cannot_render")  # counted once too: no summary line every pass
 
 
 def rendered_number(store: Store, key: tuple[str, str]) -> str:

@@ -86,6 +86,8 @@ class DigestPoster:
         self._set(f"inflight:{spec}")
         title = message_title(kind, self.context_for(items).locale)
         rendered = render_digest(items, now, self.context_for(items), title=title)
+        for why in rendered.skipped:
+            log.warning("%s (left out of the digest in %s)", why, self.sink.channel)
         ts = self.sink.post(
             rendered, ident, DIGEST_TYPE, None, on_definite_failure=lambda: self._set(f"pending:{spec}")
         )

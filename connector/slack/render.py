@@ -59,6 +59,7 @@ class RenderContext:
 class Rendered:
     text: str  # notification / fallback text, mrkdwn, escaped, ≤ TEXT_LIMIT
     blocks: list[dict[str, Any]]
+    skipped: tuple[str, ...] = ()  # a digest: the windows that could not be rendered, "number: why"
 
 
 def _esc(s: str, limit: int = ITEM_CHARS) -> str:
@@ -258,20 +259,27 @@ def render_digest(
     title: str | None = None,
 ) -> Rendered:
     """One message listing windows: overrunning, then in progress, then upcoming by start, then the rest.
-    Lists as many as fit the block limits and says "… and N more"."""
+    Lists as many as fit the block limits and says "… and N more". A window whose line cannot be
+    rendered (a date the display timezone cannot show, from a state older than the date checks) is
+    left out and named, with why, in ``skipped``: one bad window does not stop the digest."""
     m = partial(message, ctx.locale)
-    ordered = sorted(
+    ordered, skipped = [], []
+    for w, phase in sorted(
         items, key=lambda it: (_DIGEST_RANK.get(it[1], 3), it[0].planned_start or _LATEST, it[0].number)
-    )
-    running = sum(p in SUPPRESSING_PHASES for _, p in ordered)
-    upcoming = sum(p is Phase.SCHEDULED for _, p in ordered)
+    ):
+        try:
+            ordered.append((w, phase, _digest_line(w, phase, ctx)))
+        except Exception as e:  # any failure of one window's line: that window only
+            skipped.append(f"{w.number}: {type(e).__name__}: {e}")
+    running = sum(p in SUPPRESSING_PHASES for _, p, _ in ordered)
+    upcoming = sum(p is Phase.SCHEDULED for _, p, _ in ordered)
     heading = title or m("digest.title")
     as_of = m("digest.as_of", time=format_time(now, ctx), running=running, upcoming=upcoming)
     blocks = [_header(heading), _context([as_of])]
     lines: list[str] = []
     used = _json_size(blocks)
-    for w, phase in ordered:  # one block each, while within the block count and the size budget
-        block = _section(line := _digest_line(w, phase, ctx))
+    for _, _, line in ordered:  # one block each, while within the block count and the size budget
+        block = _section(line)
         if len(blocks) >= MAX_BLOCKS - 1 or len(lines) >= DIGEST_MAX_ITEMS:
             break
         if (used := used + _json_size(block)) > BLOCKS_BUDGET:
@@ -283,7 +291,7 @@ def render_digest(
     if rest := len(ordered) - len(lines):
         blocks.append(_context([m("digest.more", n=rest)]))
     head = f"*{_esc(heading)}* — {as_of}"
-    return Rendered(cut("\n".join([head, *lines]), TEXT_LIMIT), blocks)
+    return Rendered(cut("\n".join([head, *lines]), TEXT_LIMIT), blocks, tuple(skipped))
 
 
 def _digest_line(w: MaintenanceWindow, phase: Phase, ctx: RenderContext) -> str:
