@@ -487,7 +487,7 @@ def test_retry_after_is_read_on_429_and_503_whatever_the_header_case(status: int
         max_rate_limit_waits=1,
     )
     with pytest.raises(SinkRetryableError) as err:
-        sink.post(Rendered("x", []), "id", "t", None, on_definite_failure=lambda: None)
+        sink.api.post(Rendered("x", []), "id", "t", None, on_definite_failure=lambda: None)
     assert waits == ([17] if status == 429 else [])  # a 429 is waited out in the pass (once here)
     assert err.value.retry_after == 17  # and the sink worker waits at least that long before the next
 

@@ -6,7 +6,7 @@ in its metadata, ``chat.update``, the lookups of an unknown outcome in ``convers
 :mod:`connector.slack.checks`.
 :class:`connector.slack.delivery.SlackSink` is such a channel with an outbox to deliver.
 
-Every Slack answer is classified once, in :meth:`SlackChannel._call`:
+Every Slack answer is classified once, in :meth:`SlackChannel.call`:
 
 * 429 / ``ratelimited``: wait ``Retry-After`` (interruptible by shutdown), then try again;
 * :data:`PERMANENT` (channel, token, scope): :class:`SinkPermanentError` saying what to fix;
@@ -107,7 +107,7 @@ class Answer:
 
 def sdk_logger() -> logging.Logger:
     """The logger to give ``WebClient``: slack_sdk logs an ERROR line for every failed request, which
-    :meth:`SlackChannel._call` classifies and the sink reports once; its DEBUG and WARNING lines stay."""
+    :meth:`SlackChannel.call` classifies and the sink reports once; its DEBUG and WARNING lines stay."""
     logger = logging.getLogger(f"{__name__}.sdk")
     if not any(isinstance(f, _DropErrors) for f in logger.filters):
         logger.addFilter(_DropErrors())
@@ -166,7 +166,7 @@ class SlackChannel:
         try:
             self._pace("chat.postMessage")
             before_send()
-            resp = self._call("chat.postMessage", paced=True, **kwargs)
+            resp = self.call("chat.postMessage", paced=True, **kwargs)
         except _Unknown as e:
             raise SinkRetryableError(
                 f"outcome of a Slack post unknown ({e}); will check before re-posting",
@@ -177,7 +177,7 @@ class SlackChannel:
             raise
         return str(resp["ts"])
 
-    def _call(
+    def call(
         self, method: str, *, query: dict[str, Any] | None = None, paced: bool = False, **kwargs: Any
     ) -> Any:
         """One Slack call (JSON body, or GET ``query``) with pacing (unless the caller just ``paced``)
@@ -231,7 +231,7 @@ class SlackChannel:
             if cursor:
                 args["cursor"] = cursor
             try:
-                resp = self._call(method, query=args)
+                resp = self.call(method, query=args)
             except SlackApiError as e:
                 raise SinkRetryableError(f"Slack {method}: {Answer.of(e).describe()}") from None
             messages: list[dict[str, Any]] = resp.get("messages", [])

@@ -22,7 +22,7 @@ Slack has no idempotency key, so every post carries its identity in message meta
 Local state stays the source of truth: Slack is consulted only for an unknown outcome.
 Parents are posted before thread replies so that, during a burst, L1 sees every window first.
 
-:class:`SlackSink` is a :class:`connector.slack.api.SlackChannel`: the Slack calls, and the one
+:class:`SlackSink` holds a :class:`connector.slack.api.SlackChannel`: the Slack calls, and the one
 classification of every Slack answer (rate limits; permanent, transient and poison errors), are there.
 A message Slack refuses (``POISON``) is set aside here and listed as a problem of its ticket
 (``windows --problems``) until the ticket changes; it never blocks the queue. So is a message that
@@ -77,7 +77,10 @@ def _fingerprint(r: Rendered) -> str:
     return hashlib.sha256(json.dumps([r.text, blocks], sort_keys=True).encode()).hexdigest()[:16]
 
 
-class SlackSink(SlackChannel):
+class SlackSink:
+    """Delivers one channel's outbox. Its Slack calls go through ``api`` (a
+    :class:`~connector.slack.api.SlackChannel`, held, not inherited), which classifies every answer."""
+
     def __init__(
         self,
         client: WebClient,
@@ -90,7 +93,11 @@ class SlackSink(SlackChannel):
         max_rate_limit_waits: int = 5,
         announce_in_thread: bool = False,
     ) -> None:
-        super().__init__(client, channel, pace=pace, wait=wait, max_rate_limit_waits=max_rate_limit_waits)
+        self.api = SlackChannel(
+            client, channel, pace=pace, wait=wait, max_rate_limit_waits=max_rate_limit_waits
+        )
+        self.channel = channel
+        self._wait = wait
         self.store = store
         self.target = Target.slack(channel)
         self._context = context
@@ -214,7 +221,7 @@ class SlackSink(SlackChannel):
             return  # Slack refused exactly this message; its replies wait until the ticket changes
         ident = f"{self.store.store_id}:{key[0]}:{key[1]}"
         if msg is not None and msg.state == "inflight":
-            found = self.find(ident, None)
+            found = self.api.find(ident, None)
             if found:
                 log.warning(
                     "recovered the parent message of %s from Slack (ts %s): not posting it again",
@@ -225,7 +232,7 @@ class SlackSink(SlackChannel):
                 report.recovered += 1
                 return
         try:
-            ts = self.post(
+            ts = self.api.post(
                 rendered,
                 ident,
                 PARENT_TYPE,
@@ -262,7 +269,7 @@ class SlackSink(SlackChannel):
         if rendered is None or _fingerprint(rendered) == msg.rendered:
             return
         try:
-            self._call(
+            self.api.call(
                 "chat.update", channel=self.channel, ts=msg.ts, text=rendered.text, blocks=rendered.blocks
             )
         except SlackApiError as e:
@@ -292,7 +299,7 @@ class SlackSink(SlackChannel):
             return  # its parent could not be posted yet; the delivery stays queued
         ident = f"{self.store.store_id}:e{d.event_id}"
         if d.state == "inflight":
-            found = self.find(ident, msg.ts)
+            found = self.api.find(ident, msg.ts)
             if found:
                 log.warning(
                     "recovered the %s reply of %s from Slack (ts %s): not posting it again",
@@ -311,7 +318,7 @@ class SlackSink(SlackChannel):
             self._cannot_render(d.key, f"{d.event.kind} reply", e, now, report)
             return
         try:
-            ts = self.post(
+            ts = self.api.post(
                 rendered,
                 ident,
                 EVENT_TYPE,

@@ -74,7 +74,7 @@ class DigestPoster:
         kind = spec.partition(":")[0]
         ident = f"{self.store.store_id}:digest:{self.sink.target}:{spec}"
         if status == "inflight":
-            found = self.sink.find(ident, None)
+            found = self.sink.api.find(ident, None)
             if found:
                 self._set(f"done:{found}")
                 return found
@@ -88,7 +88,7 @@ class DigestPoster:
         rendered = render_digest(items, now, self.context_for(items), title=title)
         for why in rendered.skipped:
             log.warning("%s (left out of the digest in %s)", why, self.sink.channel)
-        ts = self.sink.post(
+        ts = self.sink.api.post(
             rendered, ident, DIGEST_TYPE, None, on_definite_failure=lambda: self._set(f"pending:{spec}")
         )
         self._set(f"done:{ts}")
