@@ -38,11 +38,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from connector.apply import PollResult
 from connector.health import SourceHealth
 from connector.inflight import InFlight
 from connector.sink_worker import SinkWorker, utc_now
 from connector.source_worker import STUCK_MARGIN, SourcePlan, SourceStatus, SourceWorker
-from connector.sync import PollResult, Syncer
+from connector.sync import Syncer
 
 __all__ = ["Daemon", "SinkWorker", "SourcePlan", "SourceStatus", "SourceWorker", "Status", "utc_now"]
 

@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 
 import tenacity
 
+from connector.apply import PollResult
 from connector.errors import SourceAuthError, SourceError, SourceUnavailable
 from connector.health import SourceHealth
 from connector.inflight import InFlight
 from connector.logs import TransitionLog
-from connector.sync import PollResult, Syncer
+from connector.sync import Syncer
 
 log = logging.getLogger("connector.daemon")  # the name the journal has always shown for these lines
 

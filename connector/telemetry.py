@@ -13,12 +13,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from connector.alertmanager.delivery import SilenceReport
+from connector.apply import PollResult
 from connector.daemon import Daemon
 from connector.domain.window import Phase
 from connector.health import HealthSnapshot
 from connector.metrics import Metrics
 from connector.store.sqlite import LastPoll, SinkState, Store
-from connector.sync import PollResult
 
 
 class Telemetry:

@@ -204,8 +204,10 @@ def test_a_record_read_again_unchanged_makes_no_event_and_no_write(world: World)
     statements: list[str] = []
     world.store._db.set_trace_callback(statements.append)
     applied: list[str] = []
-    apply = world.syncer._apply
-    world.syncer._apply = lambda raw, *a, **kw: applied.append(str(raw.get("sys_id"))) or apply(raw, *a, **kw)  # type: ignore[method-assign]
+    apply = world.syncer.applier.apply
+    world.syncer.applier.apply = (  # type: ignore[method-assign]
+        lambda raw, *a, **kw: applied.append(str(raw.get("sys_id"))) or apply(raw, *a, **kw)
+    )
 
     world.poll(timedelta(seconds=30))  # X is in the lookback, at the sys_mod_count applied
 

@@ -488,7 +488,7 @@ def test_journal_format_when_stderr_is_the_journal_stream(
     finally:
         assert service.stop() == 0
     assert service.logged("<6>connector.daemon: poll servicenow: fetched 2, changed 1, events 2, rejected 1")
-    assert service.logged("<4>connector.sync: rejected ticket CHG0070099")
+    assert service.logged("<4>connector.apply: rejected ticket CHG0070099")
     assert all(line.startswith(("<3>", "<4>", "<6>")) for line in service.lines), service.lines
 
 

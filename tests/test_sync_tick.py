@@ -116,7 +116,7 @@ def test_a_window_saved_by_a_poll_wakes_the_tick_at_its_own_start(env: tuple[Sou
 
 def test_a_reminder_time_is_a_moment_too(env: tuple[Source, Store, Syncer]) -> None:
     source, store, syncer = env
-    syncer._reminder_minutes = lambda target: 15
+    syncer.ticker._reminder_minutes = lambda target: 15
     store.set_targets(("servicenow", "a"), [C1])
     source.pages = [[change("a", T0 + timedelta(hours=1))]]
     syncer.poll(T0)
