@@ -53,8 +53,8 @@ def _label(value: datetime, now: datetime, tz: ZoneInfo) -> str:
     """``HH:MM`` on the view's today, ``MM-DD HH:MM`` on another day."""
     local = value.astimezone(tz)
     if local.date() == now.astimezone(tz).date():
-        return local.strftime("%H:%M")
-    return local.strftime("%m-%d %H:%M")
+        return f"{local.hour:02d}:{local.minute:02d}"
+    return f"{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
 
 
 def _id(item: BoardItem) -> str:
