@@ -180,6 +180,11 @@ class StateSettings(_Strict):
 class HealthSettings(_Strict):
     enabled: bool = False
     listen: str = "127.0.0.1:9464"
+    # The wall board (/board, /api/windows) on the same listener; docs/board.md.
+    board: bool = True
+    # Required by /board and /api/windows when set (Bearer, or Basic with it as the password).
+    board_token: SecretStr | None = None
+    board_refresh: float = Field(default=15.0, ge=1, le=600)  # seconds between the page's polls
 
     @field_validator("listen")
     @classmethod

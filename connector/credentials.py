@@ -23,6 +23,7 @@ SECRETS = [
     ("slack", "token", "token_file", "slack-token", True),
     ("alertmanager", "password", "password_file", "alertmanager-password", False),
     ("alertmanager", "bearer_token", "bearer_token_file", "alertmanager-bearer-token", False),
+    ("health", "board_token", "board_token_file", "board-token", False),
 ]
 
 

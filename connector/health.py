@@ -1,5 +1,9 @@
 """The optional HTTP listener: ``/healthz``, ``/metrics`` and whatever extra routes the daemon adds.
 
+Routes are exact paths (``extra_routes``); a *mount* (``mounts``) is a callable given the request that
+answers for the paths it knows and returns ``None`` for the rest (the board: ``/board/<channel>``,
+auth, its own headers). The listener is read-only: GET and HEAD, any other method gets 405.
+
 The health decision is the pure function :func:`evaluate_health` over a :class:`HealthSnapshot`: each
 source judged on its own (``SourceHealth``), with ages measured on the monotonic clock, so a step of
 the wall clock changes no verdict. The server only reads snapshots (a callable the daemon provides)
@@ -26,7 +30,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -43,6 +47,8 @@ log = logging.getLogger(__name__)
 STALE_AFTER_INTERVALS = 3
 HUNG_AFTER = 0.5  # of the source's timeout
 JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+ALLOW = "GET, HEAD"
 #: threads serving connections (and places in the queue of connections waiting for one); beyond
 #: that, a connection is answered 503 at once. The listener uses WORKERS + 1 threads, never more.
 WORKERS = 16
@@ -50,6 +56,27 @@ WORKERS = 16
 REQUEST_TIMEOUT = 10.0
 
 Route = Callable[[], tuple[int, str, bytes]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a mount sees of a request: the path without the query, the query, and the headers."""
+
+    method: str  # GET or HEAD
+    path: str
+    query: str
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    ctype: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Mount = Callable[[Request], "Response | None"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +173,7 @@ class HealthServer:
         before_metrics: Callable[[], None] | None = None,
         workers: int = WORKERS,
         request_timeout: float = REQUEST_TIMEOUT,
+        mounts: Sequence[Mount] = (),
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -154,6 +182,7 @@ class HealthServer:
             "/metrics": self._metrics,
             **(extra_routes or {}),
         }
+        self._mounts = tuple(mounts)
         self._snapshot = snapshot
         self._registry = registry
         self._before_metrics = before_metrics  # e.g. refresh gauges from the store
@@ -179,7 +208,7 @@ class HealthServer:
         that cannot be started (a task limit) are logged, and the listener serves with fewer or none."""
         if self._server is not None:
             return
-        handler = _make_handler(self._routes, self._request_timeout)
+        handler = _make_handler(self._routes, self._mounts, self._request_timeout)
         server_class = _BoundedIPv6Server if ":" in self._host else BoundedHTTPServer
         server = server_class(
             (self._host, self._requested_port),
@@ -236,7 +265,9 @@ class _BoundedIPv6Server(BoundedHTTPServer):
     address_family = socket.AF_INET6
 
 
-def _make_handler(routes: Mapping[str, Route], request_timeout: float) -> type[BaseHTTPRequestHandler]:
+def _make_handler(
+    routes: Mapping[str, Route], mounts: Sequence[Mount], request_timeout: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "itsm-connector"
         sys_version = ""
@@ -249,30 +280,47 @@ def _make_handler(routes: Mapping[str, Route], request_timeout: float) -> type[B
         def do_HEAD(self) -> None:
             self._respond(send_body=False)
 
+        def __getattr__(self, name: str) -> Any:
+            # Every other method (POST, PUT, DELETE, OPTIONS, any made-up one): 405, not http.server's 501.
+            if name.startswith("do_"):
+                return self._not_allowed
+            raise AttributeError(name)
+
+        def _not_allowed(self) -> None:
+            body = b"method not allowed: this listener is read-only (GET, HEAD)\n"
+            answer = Response(HTTPStatus.METHOD_NOT_ALLOWED, TEXT_TYPE, body, (("Allow", ALLOW),))
+            self._send(answer, send_body=True)
+
         def _respond(self, send_body: bool) -> None:
-            route = routes.get(self.path.split("?", 1)[0])
-            status: int
-            ctype: str
-            body: bytes
-            if route is None:
-                status, ctype, body = HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n"
-            else:
-                try:
-                    status, ctype, body = route()
-                except Exception:
-                    log.exception("health listener: %s failed", self.path)
-                    status, ctype, body = (
-                        HTTPStatus.INTERNAL_SERVER_ERROR,
-                        "text/plain; charset=utf-8",
-                        b"internal error\n",
-                    )
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
+            path, _, query = self.path.partition("?")
+            try:
+                response = self._answer(path, query)
+            except Exception:
+                log.exception("health listener: %s failed", path)
+                response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, TEXT_TYPE, b"internal error\n")
+            self._send(response, send_body)
+
+        def _answer(self, path: str, query: str) -> Response:
+            route = routes.get(path)
+            if route is not None:
+                return Response(*route())
+            request = Request(self.command, path, query, self.headers)  # type: ignore[arg-type]
+            for mount in mounts:
+                answer = mount(request)
+                if answer is not None:
+                    return answer
+            return Response(HTTPStatus.NOT_FOUND, TEXT_TYPE, b"not found\n")
+
+        def _send(self, r: Response, send_body: bool) -> None:
+            self.send_response(r.status)
+            self.send_header("Content-Type", r.ctype)
+            self.send_header("Content-Length", str(len(r.body)))
             self.send_header("Cache-Control", "no-store")
+            for name, value in r.headers:
+                self.send_header(name, value)
             self.end_headers()
             if send_body:
-                self.wfile.write(body)
+                self.wfile.write(r.body)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("health listener: %s - " + format, self.address_string(), *args)

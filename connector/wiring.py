@@ -5,8 +5,8 @@ module the command line uses to build one (nothing else imports it).
 ServiceNow client and :class:`~connector.sync.Syncer` per source; one
 :class:`~connector.slack.feed.ChannelFeed` (sink, digest poster, pacer, render context) and one
 :class:`~connector.daemon.SinkWorker` per channel; Alertmanager's silence delivery and worker when
-configured; the daemon; and the HTTP listener (not started). It returns a :class:`Connector`, which
-only holds the parts and closes them.
+configured; the daemon; and the HTTP listener (not started) with the calendar feeds and the board.
+It returns a :class:`Connector`, which only holds the parts and closes them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from slack_sdk import WebClient
 
 from connector import __version__
 from connector.alertmanager.delivery import SilenceDelivery
+from connector.board.feed import BoardFeed
+from connector.board.site import BoardSite, warn_if_open
 from connector.calendar import CalendarFeed
 from connector.config import ServiceNowSettings, Settings
 from connector.daemon import Daemon, SinkWorker, SourcePlan, Status, utc_now
@@ -56,6 +58,7 @@ class Connector:
     telemetry: Telemetry
     view: HealthView
     calendar: CalendarFeed
+    board: BoardFeed
     sources: list[ServiceNowSource]
     #: every channel a window can be routed to, by channel id (the default channel first)
     feeds: dict[str, ChannelFeed]
@@ -229,9 +232,16 @@ def build_connector(
     )
     view = HealthView(daemon, store)
     calendar = CalendarFeed(store, clock)
+    board = BoardFeed(store, settings, view.health_snapshot, clock)
     health = None
     if listen and settings.health.enabled:
         host, port = settings.health.address
+        mounts = []
+        if settings.health.board:
+            token = settings.health.board_token
+            secret = token.get_secret_value() if token else None
+            mounts.append(BoardSite(board.data, feeds, secret))
+            warn_if_open(host, settings.health.listen, secret)
         health = HealthServer(
             host,
             port,
@@ -239,6 +249,7 @@ def build_connector(
             metrics.registry,
             before_metrics=lambda: telemetry.update_gauges(clock()),
             extra_routes=calendar.routes(feeds),
+            mounts=mounts,
         )
     return Connector(
         settings=settings,
@@ -248,6 +259,7 @@ def build_connector(
         telemetry=telemetry,
         view=view,
         calendar=calendar,
+        board=board,
         sources=sources,
         feeds=feeds,
         silences=silences,

@@ -26,7 +26,16 @@ from connector.store.codec import event_from_dict, event_to_dict, window_from_di
 from connector.store.facts import Facts, LastPoll, SinkState
 from connector.store.schema import MIGRATIONS
 
-__all__ = ["Delivery", "LastPoll", "MessageRef", "NotRouted", "ProblemRow", "SinkState", "Store"]
+__all__ = [
+    "Delivery",
+    "LastPoll",
+    "MessageRef",
+    "NotRouted",
+    "ProblemRow",
+    "SinkState",
+    "Store",
+    "StoredWindow",
+]
 
 OPEN_DELIVERY = ("pending", "inflight")
 
@@ -59,6 +68,15 @@ class MessageRef:
     ts: str | None
     state: str  # "inflight" (post sent, outcome unknown) or "posted"
     rendered: str | None
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    """A window with what the board shows beside it: its channels and its silences."""
+
+    tracked: Tracked
+    targets: list[Target] | None  # None: never routed
+    silences: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -208,6 +226,28 @@ class Store(Facts):
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [_tracked(*row) for row in self._windows_q(sql, args)]
+
+    def windows_between(self, since: datetime, until: datetime) -> list[StoredWindow]:
+        """Windows whose planned time overlaps ``[since, until]``, and every window recorded as running
+        whatever its times (an overrun): the board's read. SQLite picks them out of the JSON, so a store
+        of years of windows decodes only those few; targets and silences come in the same query."""
+        sql = (
+            "SELECT w.window, w.phase, w.announced, t.targets, s.data FROM windows w "
+            "LEFT JOIN targets t ON t.source=w.source AND t.sys_id=w.sys_id "
+            "LEFT JOIN silences s ON s.source=w.source AND s.sys_id=w.sys_id "
+            "WHERE w.phase IN (?, ?) OR ("
+            "julianday(json_extract(w.window, '$.planned_end')) >= julianday(?) AND "
+            "julianday(json_extract(w.window, '$.planned_start')) <= julianday(?))"
+        )
+        args = (Phase.IN_PROGRESS.value, Phase.OVERRUN.value, _iso(since), _iso(until))
+        return [
+            StoredWindow(
+                _tracked(window, phase, announced),
+                [Target.parse(t) for t in json.loads(targets)] if targets else None,
+                list(json.loads(silences)) if silences else [],
+            )
+            for window, phase, announced, targets, silences in self._windows_q(sql, args)
+        ]
 
     def phase_counts(self) -> dict[str, int]:
         """Windows per phase, counted by SQLite: the metrics need no window decoded."""
