@@ -4,7 +4,8 @@ Intervals are measured on the monotonic clock (a wall-clock step neither stops n
 the wall clock only dates what is recorded (``now`` for the sync, ``last_ok_at``). Every job is
 contained: a :class:`SourceError` is the source's (retried, logged on transition), any other
 exception is a bug, logged once with its traceback, shown in the health, and retried with backoff;
-neither leaves this worker. The worker owns its :class:`Syncer`: no other thread polls, ticks or
+neither leaves this worker. A :class:`StateError` (the state database itself failed) is no source's:
+it ends the worker and stops the daemon. The worker owns its :class:`Syncer`: no other thread polls, ticks or
 refreshes that source, and the store's lock serialises its commits with the other workers'.
 """
 
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 
 import tenacity
 
-from connector.errors import SourceAuthError, SourceError, SourceUnavailable
+from connector.errors import SourceAuthError, SourceError, SourceUnavailable, StateError
 from connector.health import SourceHealth
 from connector.inflight import InFlight
 from connector.logs import TransitionLog
@@ -69,8 +70,11 @@ class SourceWorker:
         on_poll: Callable[[str, PollResult | None, str | None, str | None], None],
         on_events: Callable[[], None],
         in_flight: InFlight | None = None,
+        on_fatal: Callable[[StateError], None] = lambda e: None,
     ) -> None:
+        """``on_fatal``: the state database failed in this worker's thread (the daemon stops)."""
         self.name, self.syncer, self.plan, self.status = syncer.name, syncer, plan, status
+        self._on_fatal = on_fatal
         self._stop, self._clock, self._monotonic, self._wait = stop, clock, monotonic, wait
         self._retry_attempts = retry_attempts
         self._on_poll, self._on_events = on_poll, on_events
@@ -99,6 +103,9 @@ class SourceWorker:
         while not self._stop.is_set():
             try:
                 delay = self.run_pending()
+            except StateError as e:  # not this source's: the state is unusable, the daemon stops
+                self._on_fatal(e)
+                return
             except Exception:  # the scheduling itself failed: a bug; never the end of this source
                 log.exception("ServiceNow source %r: scheduling failed", self.name)
                 delay = 1.0
@@ -140,6 +147,8 @@ class SourceWorker:
             ok = run()
         except _Interrupted:
             return False  # shutdown while waiting to retry: nothing was committed
+        except StateError:
+            raise  # not contained: the daemon stops (``_run``), ``sync`` says it and exits
         except Exception as e:
             if self._stop.is_set():
                 log.debug("%s of %r ended by the shutdown", job, self.name, exc_info=True)

@@ -40,6 +40,7 @@ from connector.slack.context import render_context
 from connector.slack.delivery import SlackSink
 from connector.slack.digest import DigestPoster
 from connector.slack.feed import ChannelFeed
+from connector.store.lock import StateLock
 from connector.store.sqlite import Store
 from connector.sync import Syncer
 from connector.telemetry import HealthView, Telemetry
@@ -62,6 +63,8 @@ class Connector:
     silences: SilenceDelivery | None = None
     #: the HTTP listener (``health.enabled``), built here and started by ``run``
     health: HealthServer | None = None
+    #: the state's lock (``run``, ``sync``), held from before the store was opened until it is closed
+    state_lock: StateLock | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -73,6 +76,8 @@ class Connector:
         for s in self.sources:
             s.close()
         self.store.close()
+        if self.state_lock is not None:
+            self.state_lock.release()
 
 
 class Pacer:

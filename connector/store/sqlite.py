@@ -6,6 +6,7 @@ and why) and holds the queries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -15,15 +16,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from connector.domain.events import Event
 from connector.domain.reconcile import Tracked
 from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, Phase, Problem
+from connector.errors import StateError
 from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
+from connector.store.connection import connect
 from connector.store.facts import Facts, LastPoll, SinkState
+from connector.store.failures import FileIdentity, state_error
 from connector.store.schema import MIGRATIONS
 
 __all__ = ["Delivery", "LastPoll", "MessageRef", "NotRouted", "ProblemRow", "SinkState", "Store"]
@@ -79,29 +83,57 @@ def _iso(dt: datetime) -> str:
 
 
 class Store(Facts):
-    def __init__(self, path: Path | str) -> None:
+    """Every SQLite error about the file itself (full disk, damaged, read-only, ...) leaves it as a
+    :class:`~connector.errors.StateError` saying what to do (``connector.store.failures``); before each
+    write the path must still lead to the file that was opened (:class:`FileIdentity`)."""
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        """``read_only``: for the commands that only look: the file is neither created nor migrated
+        nor written (SQLite's ``mode=ro``)."""
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.RLock()
         self._depth = 0
         self._pending_windows: list[tuple[Any, ...]] = []  # saved in this transaction, not yet written
         #: bumped by every write of a window, an event or a window's channels (what the calendar
         #: shows), before it is committed: a reader that saw a value has not seen later writes
         self.generation = 0
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # 512 KiB of page cache instead of SQLite's 2 MiB: the database is small and sits in the OS
-        # page cache anyway; the daemon's resident memory is what runs for years (bench/steady).
-        self._db.execute("PRAGMA cache_size=-512")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-        self.store_id = self._meta_get("store_id") or self._init_id()
+        try:
+            self._db = connect(self.path, read_only=read_only)
+        except sqlite3.Error as e:
+            self._raise(e)
+        self._file = FileIdentity("" if read_only else self.path)
+        try:
+            if read_only:
+                self.store_id = ""  # it posts nothing, so it needs no id (and the schema is not checked yet)
+            else:
+                self._migrate()
+                self.store_id = self._meta_get("store_id") or self._init_id()
+        except BaseException as e:
+            self._db.close()
+            if isinstance(e, sqlite3.Error):
+                self._raise(e)
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------------
+    def _raise(self, e: sqlite3.Error) -> NoReturn:
+        """``e`` as the operator's :class:`StateError` when it is about the database file, else as is."""
+        err = state_error(e, self.path)
+        if err is None:
+            raise e
+        raise err from e
+
+    def schema_version(self) -> int:
+        return int(self._q("PRAGMA user_version")[0][0])
+
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
-            raise RuntimeError(f"state database {self.path} is schema v{version}, newer than this program")
+            raise StateError(
+                f"the state database {self.path} is schema v{version}, newer than this program: it was "
+                "written by a newer release. Install that release again, or put back the copy of the "
+                "file kept before the upgrade",
+                operator=True,
+            )
         for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
                 for stmt in filter(str.strip, script.split(";")):
@@ -125,29 +157,47 @@ class Store(Facts):
                 finally:
                     self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            self._file.check()
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                self._raise(e)
             self._depth = 1
             try:
                 yield
                 self._flush()
-            except BaseException:
-                self._pending_windows.clear()
-                self._db.execute("ROLLBACK")
-                raise
-            else:
                 self._db.execute("COMMIT")
+            except BaseException as e:
+                self._pending_windows.clear()
+                self._rollback()
+                if isinstance(e, sqlite3.Error):
+                    self._raise(e)
+                raise
             finally:
                 self._depth = 0
 
+    def _rollback(self) -> None:
+        """Roll back what is still open: after some errors (a full disk) SQLite already has, and a
+        second ROLLBACK would raise "no transaction is active" in place of the real error."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the error that brought us here is the one to raise
+                self._db.execute("ROLLBACK")
+
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                self._raise(e)
 
     def _windows_q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read of the windows table: it sees every window saved before it (``save_tracked``)."""
         with self._lock:
-            self._flush()
-            return self._db.execute(sql, args).fetchall()
+            try:
+                self._flush()
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                self._raise(e)
 
     def _flush(self) -> None:
         """Write the windows saved in this transaction so far: one ``executemany`` per page of a poll,
@@ -159,7 +209,12 @@ class Store(Facts):
 
     def _x(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
-            return self._db.execute(sql, args)
+            if not self._depth:  # a write of its own (a transaction checked the file when it began)
+                self._file.check()
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.Error as e:
+                self._raise(e)
 
     def close(self) -> None:
         with self._lock:
@@ -223,7 +278,7 @@ class Store(Facts):
             if self._depth:
                 self._pending_windows.append(row)
             else:
-                self._db.execute(_SAVE_WINDOW, row)
+                self._x(_SAVE_WINDOW, row)
 
     def targets(self, key: tuple[str, str]) -> list[Target] | None:
         """Where a window is delivered: the targets its current route names (``None``: never routed).
