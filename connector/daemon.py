@@ -5,7 +5,8 @@ Threads::
     main            the loop of :meth:`Daemon.run`: feeds the watchdog (``heartbeat``), nothing else
     source-<name>   one per source (:class:`~connector.source_worker.SourceWorker`): its poll every
                     ``poll_interval``, its tick every few seconds, its refresh every
-                    ``ci_refresh_interval`` (each source's own settings), on the monotonic clock
+                    ``ci_refresh_interval`` (each source's own settings), on the monotonic clock,
+                    each refresh followed by one small batch of retention (``state.retention``)
     poll-<name>…    the read-ahead of a poll in progress (``connector.readahead``)
     sink-<name>     one per Slack channel and for Alertmanager (:class:`~connector.sink_worker.SinkWorker`):
                     drains the outbox, woken after each commit
@@ -90,7 +91,10 @@ class Daemon:
         shutdown_grace: float = 8.0,
         status: Status | None = None,
         sinks: Sequence[SinkWorker] = (),
+        prune: Callable[[str, datetime, int], int] | None = None,
     ) -> None:
+        """``prune(source, now, limit)``: retention; each source's worker deletes one small batch of its
+        source's settled windows after each refresh (``SourceWorker.refresh``)."""
         self.syncers = syncers
         self.stop = stop or threading.Event()
         self.clock, self.monotonic = clock, monotonic
@@ -118,6 +122,7 @@ class Daemon:
                 on_events=self._wake_sinks,
                 in_flight=(in_flight or {}).get(s.name),
                 on_fatal=self._fatal,
+                prune=prune,
             )
             for s in syncers
         }

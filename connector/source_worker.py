@@ -33,6 +33,8 @@ STUCK_MARGIN = 15.0
 #: The longest wait before retrying a job that crashed (never shorter than the job's interval).
 MAX_BACKOFF = 300.0
 JOBS = ("poll", "tick", "refresh")
+#: windows deleted after each refresh at most (retention): a few milliseconds of one transaction
+PRUNE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,14 @@ class SourceWorker:
         on_events: Callable[[], None],
         in_flight: InFlight | None = None,
         on_fatal: Callable[[StateError], None] = lambda e: None,
+        prune: Callable[[str, datetime, int], int] | None = None,
     ) -> None:
-        """``on_fatal``: the state database failed in this worker's thread (the daemon stops)."""
+        """``on_fatal``: the state database failed in this worker's thread (the daemon stops).
+        ``prune(source, now, limit)``: retention, one batch after each refresh (``_refresh``)."""
         self.name, self.syncer, self.plan, self.status = syncer.name, syncer, plan, status
         self._on_fatal = on_fatal
+        self._prune = prune
+        self.prune_batch = PRUNE_BATCH
         self._stop, self._clock, self._monotonic, self._wait = stop, clock, monotonic, wait
         self._retry_attempts = retry_attempts
         self._on_poll, self._on_events = on_poll, on_events
@@ -221,10 +227,26 @@ class SourceWorker:
             self.syncer.refresh(self._clock())
         except SourceError as e:
             self._logs["refresh"].failed(f"{e} (will retry)", level=logging.WARNING)
+            self._prune_batch()
             return False
         self._logs["refresh"].ok()
         self._on_events()
+        self._prune_batch()
         return True
+
+    def _prune_batch(self) -> None:
+        """Retention: one small batch of this source's settled windows, its own short transaction, so
+        the state stays bounded without a long pause (``connector.store.retention``)."""
+        if self._prune is None:
+            return
+        self._alive()
+        removed = self._prune(self.name, self._clock(), self.prune_batch)
+        if removed:
+            log.info(
+                "retention: deleted %d windows of %r settled longer than state.retention ago",
+                removed,
+                self.name,
+            )
 
     def _retry_wait(self, seconds: float) -> None:
         self._alive_at = None  # waiting is not being stuck

@@ -217,6 +217,7 @@ def build_connector(
                 "alertmanager", silences.deliver, stop, status, clock=clock, on_result=telemetry.sink_result
             )
         )
+    retention = settings.state.retention
     daemon = Daemon(
         syncers,
         plans={
@@ -231,6 +232,7 @@ def build_connector(
         on_poll=telemetry.poll_result,
         status=status,
         sinks=workers,
+        prune=lambda source, now, limit: store.prune(now - retention, limit=limit, source=source),
     )
     view = HealthView(daemon, store)
     calendar = CalendarFeed(store, clock)

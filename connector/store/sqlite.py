@@ -28,6 +28,7 @@ from connector.store.codec import event_from_dict, event_to_dict, window_from_di
 from connector.store.connection import connect
 from connector.store.facts import Facts, LastPoll, SinkState
 from connector.store.failures import FileIdentity, state_error
+from connector.store.retention import Retention, settled_at
 from connector.store.schema import MIGRATIONS
 
 __all__ = ["Delivery", "LastPoll", "MessageRef", "NotRouted", "ProblemRow", "SinkState", "Store"]
@@ -39,9 +40,10 @@ class NotRouted(RuntimeError):
     """A message was about to be recorded in a target the window's route does not name: a bug
     that would leak one customer's window into another's channel, refused by the store."""
 _SAVE_WINDOW = (
-    "INSERT INTO windows(source, sys_id, number, phase, announced, window) VALUES(?,?,?,?,?,?) "
-    "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, phase=excluded.phase, "
-    "announced=excluded.announced, window=excluded.window"
+    "INSERT INTO windows(source, sys_id, number, phase, announced, window, settled_at) "
+    "VALUES(?,?,?,?,?,?,?) ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, "
+    "phase=excluded.phase, announced=excluded.announced, window=excluded.window, "
+    "settled_at=excluded.settled_at"
 )
 
 
@@ -82,7 +84,7 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat()
 
 
-class Store(Facts):
+class Store(Facts, Retention):
     """Every SQLite error about the file itself (full disk, damaged, read-only, ...) leaves it as a
     :class:`~connector.errors.StateError` saying what to do (``connector.store.failures``); before each
     write the path must still lead to the file that was opened (:class:`FileIdentity`)."""
@@ -251,9 +253,16 @@ class Store(Facts):
             found.update((sys_id, _tracked(*rest)) for sys_id, *rest in rows)
         return found
 
-    def tracked(self, *, open_only: bool = False, source: str | None = None) -> list[Tracked]:
+    def tracked(
+        self, *, open_only: bool = False, source: str | None = None, settled_since: datetime | None = None
+    ) -> list[Tracked]:
+        """``settled_since``: only the windows not settled, or settled since then (``retention``)."""
         sql, args = "SELECT window, phase, announced FROM windows", []
         where = []
+        if settled_since is not None:
+            clause, more = self.settled_clause(settled_since)
+            where.append(clause)
+            args += more
         if open_only:
             where.append(f"phase NOT IN ({','.join('?' * len(TERMINAL_PHASES))})")
             args += [p.value for p in TERMINAL_PHASES]
@@ -272,7 +281,8 @@ class Store(Facts):
     def save_tracked(self, t: Tracked) -> None:
         """Inside a transaction the row is written before the next read or at commit (``_flush``)."""
         w = t.window
-        row = (*w.key, w.number, t.phase.value, int(t.announced), json.dumps(window_to_dict(w)))
+        data = json.dumps(window_to_dict(w))
+        row = (*w.key, w.number, t.phase.value, int(t.announced), data, settled_at(t))
         with self._lock:
             self.generation += 1
             if self._depth:
@@ -313,9 +323,13 @@ class Store(Facts):
             found.update((s, i) for s, i, ts in rows if str(target) in json.loads(ts))
         return found
 
-    def event_counts(self) -> dict[tuple[str, str], int]:
-        """Events told per window (the calendar's SEQUENCE)."""
-        return {(s, i): n for s, i, n in self._q("SELECT source, sys_id, COUNT(*) FROM events GROUP BY 1, 2")}
+    def event_counts(self, settled_since: datetime | None = None) -> dict[tuple[str, str], int]:
+        """Events told per window (the calendar's SEQUENCE); ``settled_since`` as for :meth:`tracked`."""
+        sql, args = "SELECT source, sys_id, COUNT(*) FROM events", list[Any]()
+        if settled_since is not None:
+            clause, args = self.settled_clause(settled_since)
+            sql += f" WHERE (source, sys_id) IN (SELECT source, sys_id FROM windows WHERE {clause})"
+        return {(s, i): n for s, i, n in self._q(sql + " GROUP BY 1, 2", args)}
 
     # -- cursors ----------------------------------------------------------------------------------
     def cursor(self, source: str, name: str = "changes") -> Cursor | None:
