@@ -4,7 +4,7 @@ Runs in a fresh interpreter, so its CPU time and peak RSS (VmHWM) are the connec
 simulators run in the parent, which this process drives through :class:`bench.harness.Parent`).
 Scenarios: ``baseline`` (imports only), ``idle`` (cost of an idle poll and of a full refresh),
 ``catchup`` (first sync against a bare ``requests`` loop over the same pages), ``steady`` (RSS after
-many small poll cycles).
+many small poll cycles), ``retention`` (idle polls on a year of stored windows).
 """
 
 from __future__ import annotations
@@ -255,7 +255,40 @@ def steady(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-SCENARIOS = {"baseline": baseline, "idle": idle, "catchup": catchup, "steady": steady}
+def retention(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
+    """Idle polls on a state that holds a year of windows (``bench.retention`` wrote it), then one
+    calendar feed and one systemd STATUS= line."""
+    from connector.calendar import render_calendar
+
+    app = _app(args, state__retention=args["retention"])
+    d = app.daemon
+    d.poll()  # the simulator's open windows (not measured), then the first-run digest
+    d.tick()
+    deliver_everywhere(app, utc_now())
+    d.poll()
+    deliver_everywhere(app, utc_now())
+    parent.call("counts")
+    polls: list[dict[str, Any]] = []
+    _idle_polls(parent, app, args, polls)
+    app.calendar.render(utc_now())  # the first one imports icalendar
+    c0 = time.process_time()
+    app.calendar.render(utc_now())
+    c1 = time.process_time()
+    app.view.status_line()
+    c2 = time.process_time()
+    counts = app.store.event_counts()  # the feed as it was read before retention: every window decoded
+    render_calendar([(t, counts.get(t.window.key, 0)) for t in app.store.tracked()], utc_now())
+    c3 = time.process_time()
+    app.close()
+    return {
+        "polls": polls,
+        "calendar_cpu_ms": (c1 - c0) * 1000,
+        "status_cpu_ms": (c2 - c1) * 1000,
+        "calendar_all_cpu_ms": (c3 - c2) * 1000,
+    }
+
+
+SCENARIOS = {"baseline": baseline, "idle": idle, "catchup": catchup, "steady": steady, "retention": retention}
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import burst, catchup, idle, latency, steady
+from bench import burst, catchup, idle, latency, retention, steady
 from bench.common import median
 
-FIGURES = ("idle", "catchup", "latency", "burst", "steady", "baseline")
+FIGURES = ("idle", "catchup", "latency", "burst", "steady", "baseline", "retention")
 
 
 def _median_of(runs: list[dict[str, Any]], key: str) -> float:
@@ -213,6 +213,18 @@ def rows(r: dict[str, Any]) -> list[Row]:
             "—",
             f"{s['baseline_rss_mb']:.1f} MB / {s['cycle_cpu_ms_median']:.0f} ms",
         )
+    if "retention" in r:
+        k, p = r["retention"]["kept"], r["retention"]["pruned"]
+        add(
+            "State after a year of 50 windows a day: database, no pruning / retention 90 d",
+            "—",
+            f"{k['db_mb']:.0f} MB / {p['db_mb']:.0f} MB",
+        )
+        add(
+            "  CPU per idle cycle on it, no pruning / retention 90 d",
+            "—",
+            f"{k['cpu_ms_per_cycle']:.1f} ms / {p['cpu_ms_per_cycle']:.1f} ms",
+        )
     return out
 
 
@@ -238,6 +250,7 @@ def main() -> None:
         "steady": lambda: run_steady(args.slow_repeat, args.cycles),
         "latency": lambda: run_latency(args.slow_repeat),
         "burst": lambda: run_burst(args.slow_repeat),
+        "retention": lambda: retention.one_run(),  # one run: ~1 min, the figures are sizes
     }
     results: dict[str, Any] = {}
     for name in FIGURES:

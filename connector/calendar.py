@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PRODID = "-//itsm-connector//maintenance windows//EN"
 CANCELLED = frozenset({Phase.CANCELLED, Phase.WITHDRAWN})
 _END = b"END:VCALENDAR\r\n"
+#: how long a finished window stays in the feed (so the caller need not read older ones)
+KEEP_FINISHED = timedelta(days=7)
 
 
 def render_calendar(
@@ -34,7 +36,7 @@ def render_calendar(
     now: datetime,
     *,
     name: str = "Maintenance windows",
-    keep_finished: timedelta = timedelta(days=7),
+    keep_finished: timedelta = KEEP_FINISHED,
 ) -> bytes:
     """``windows``: each tracked window with its sequence number. Windows without planned times,
     never announced, or finished more than ``keep_finished`` ago are left out."""
@@ -108,11 +110,14 @@ class CalendarFeed:
         self._lock = threading.Lock()
 
     def render(self, now: datetime, channel: str | None = None) -> bytes:
-        counts = self._store.event_counts()
+        """Only the windows the feed can show are read: not those that settled before its horizon
+        (``KEEP_FINISHED``), however many the state keeps (``state.retention``)."""
+        since = now - KEEP_FINISHED
+        counts = self._store.event_counts(settled_since=since)
         target = Target.slack(channel) if channel else None
         items = [
             (t, counts.get(t.window.key, 0))
-            for t in self._store.tracked()
+            for t in self._store.tracked(settled_since=since)
             if target is None or target in (self._store.targets(t.window.key) or [])
         ]
         return render_calendar(items, now, name=f"Maintenance windows{f' ({channel})' if channel else ''}")

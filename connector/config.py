@@ -8,8 +8,9 @@ Every problem in a file is reported at once, each named by its dotted key (:func
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -175,6 +176,31 @@ class ChannelSettings(_Strict):
 
 class StateSettings(_Strict):
     path: Path = Field(default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", ".")) / "state.db")
+    #: how long a finished window is kept (``connector.store.retention``): ``90d``, ``26w``, ``2160h``;
+    #: a bare number is days. At least 7 days, the calendar feed's horizon.
+    retention: timedelta = timedelta(days=90)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, v: object) -> timedelta:
+        return parse_retention(v)
+
+
+_UNITS = {"d": timedelta(days=1), "w": timedelta(weeks=1), "h": timedelta(hours=1)}
+
+
+def parse_retention(v: object) -> timedelta:
+    if isinstance(v, timedelta):
+        value = v
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        value = timedelta(days=v)
+    elif isinstance(v, str) and (m := re.fullmatch(r"\s*(\d+)\s*([dwh])\s*", v)):
+        value = int(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError("must be a duration such as 90d, 26w or 2160h (at least 7d)")
+    if value < timedelta(days=7):
+        raise ValueError("must be at least 7d: the calendar feed shows windows finished up to 7 days ago")
+    return value
 
 
 class HealthSettings(_Strict):

@@ -5,7 +5,8 @@ Threads::
     main            the loop of :meth:`Daemon.run`: feeds the watchdog (``heartbeat``), nothing else
     source-<name>   one per source (:class:`~connector.source_worker.SourceWorker`): its poll every
                     ``poll_interval``, its tick every few seconds, its refresh every
-                    ``ci_refresh_interval`` (each source's own settings), on the monotonic clock
+                    ``ci_refresh_interval`` (each source's own settings), on the monotonic clock,
+                    each refresh followed by one small batch of retention (``state.retention``)
     poll-<name>…    the read-ahead of a poll in progress (``connector.readahead``)
     sink-<name>     one per Slack channel and for Alertmanager (:class:`~connector.sink_worker.SinkWorker`):
                     drains the outbox, woken after each commit
@@ -26,7 +27,9 @@ service. SIGTERM sets ``stop``: workers end at their next wait (a retry wait is 
 in flight runs to its timeout or to the exit deadline of ``connector.signals``).
 
 Every job is contained in its worker: an unexpected exception is logged once with its traceback,
-shown in ``/healthz`` for that source, and retried with backoff; it never ends the process.
+shown in ``/healthz`` for that source, and retried with backoff; it never ends the process. Except a
+failure of the state database itself (``StateError``, from any worker): the daemon stops, finishes
+the deliveries in progress, and :meth:`Daemon.run` raises it for the command line to say and exit with.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connector.apply import PollResult
+from connector.errors import StateError
 from connector.health import SourceHealth
 from connector.inflight import InFlight
 from connector.sink_worker import SinkWorker, utc_now
@@ -59,6 +63,8 @@ class Status:
     started_at: datetime
     sources: dict[str, SourceStatus] = field(default_factory=dict)
     sink_errors: dict[str, str | None] = field(default_factory=dict)
+    #: the state database failed (in any thread): the daemon stops and ``run`` raises it
+    fatal: StateError | None = None
 
 
 class Daemon:
@@ -86,7 +92,10 @@ class Daemon:
         shutdown_grace: float = 8.0,
         status: Status | None = None,
         sinks: Sequence[SinkWorker] = (),
+        prune: Callable[[str, datetime, int], int] | None = None,
     ) -> None:
+        """``prune(source, now, limit)``: retention; each source's worker deletes one small batch of its
+        source's settled windows after each refresh (``SourceWorker.refresh``)."""
         self.syncers = syncers
         self.stop = stop or threading.Event()
         self.clock, self.monotonic = clock, monotonic
@@ -113,6 +122,8 @@ class Daemon:
                 on_poll=on_poll,
                 on_events=self._wake_sinks,
                 in_flight=(in_flight or {}).get(s.name),
+                on_fatal=self._fatal,
+                prune=prune,
             )
             for s in syncers
         }
@@ -131,6 +142,12 @@ class Daemon:
         for w in self.workers.values():
             w.refresh()
         self._wake_sinks()
+
+    def _fatal(self, e: StateError) -> None:
+        """The state database failed in a worker: stop; :meth:`run` raises it once all have ended."""
+        if self.status.fatal is None:
+            self.status.fatal = e
+        self.stop.set()
 
     def _wake_sinks(self) -> None:
         for s in self.sinks:
@@ -167,6 +184,8 @@ class Daemon:
             worker.join(timeout=max(0.0, min(WORKER_GRACE, deadline - time.monotonic())))
         for sink in self.sinks:
             sink.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.status.fatal is not None:
+            raise self.status.fatal  # said by the command line, with its exit code
 
     def watch(self) -> None:
         """One turn of the main loop: the heartbeat, unless a source worker is stuck."""

@@ -14,10 +14,14 @@ Hierarchy::
     │   │                           waiting at least ``retry_after`` seconds when the server said so
     │   └── SourceBadResponse ..... an answer that cannot be trusted (HTML login page, truncated JSON,
     │                               error envelope, pagination loop): an error, never "no changes"
-    └── SinkError ................. a delivery failed: the event stays queued in the outbox
-        ├── SinkPermanentError .... someone must fix something (channel, token, scope): no retry storm
-        └── SinkRetryableError .... rate limit, 5xx, timeout, unknown outcome: retry, honouring
-                                    ``retry_after``
+    ├── SinkError ................. a delivery failed: the event stays queued in the outbox
+    │   ├── SinkPermanentError .... someone must fix something (channel, token, scope): no retry storm
+    │   └── SinkRetryableError .... rate limit, 5xx, timeout, unknown outcome: retry, honouring
+    │                               ``retry_after``
+    ├── StateError ................ the state database cannot be used (disk full, damaged, read-only,
+    │                               deleted or replaced while running): the process stops; exit code 4
+    │                               when an operator must act (``operator``), else 1 (it may pass)
+    └── StateLocked ............... another process holds the state database: exit code 3
 
 ``retryable`` says whether the same call may succeed soon without anyone changing anything; it is
 what a tenacity ``retry_if_exception`` predicate reads. ``retry_after`` (seconds) is ``None`` unless
@@ -92,3 +96,25 @@ class SinkRetryableError(SinkError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StateError(ConnectorError):
+    """The state database cannot be used; the message says what happened and what to do.
+
+    ``operator``: only someone can fix it (a damaged, read-only, deleted or replaced database): exit
+    code 4, and systemd does not restart the service (``RestartPreventExitStatus=4``). Otherwise (a
+    full disk, an I/O error, a database kept locked) it may pass by itself: exit code 1, restarted."""
+
+    def __init__(self, message: str, *, operator: bool) -> None:
+        super().__init__(message)
+        self.operator = operator
+
+    @property
+    def exit_code(self) -> int:
+        return 4 if self.operator else 1
+
+
+class StateLocked(ConnectorError):
+    """Another process holds the state database's lock (``connector.store.lock``): exit code 3."""
+
+    exit_code = 3

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from connector.errors import SinkPermanentError, SinkRetryableError
+from connector.errors import SinkPermanentError, SinkRetryableError, StateError
 from connector.logs import TransitionLog
 
 if TYPE_CHECKING:
@@ -74,6 +74,11 @@ class SinkWorker:
             retry_after = getattr(e, "retry_after", None)
             backoff = min(self._max_backoff, 2.0 ** min(self.failures, 8)) * (0.5 + random.random() / 2)
             return max(backoff, float(retry_after or 0))
+        except StateError as e:  # nothing more can be recorded: the daemon stops (``Daemon.run``)
+            if self._status.fatal is None:
+                self._status.fatal = e
+            self._stop.set()
+            return 0.0
         except Exception as e:  # a bug must not kill the worker: log it whole, retry later
             log.exception("%s delivery crashed", self.name)
             self._fail(f"internal error: {type(e).__name__}", level=logging.ERROR)

@@ -4,7 +4,8 @@ Intervals are measured on the monotonic clock (a wall-clock step neither stops n
 the wall clock only dates what is recorded (``now`` for the sync, ``last_ok_at``). Every job is
 contained: a :class:`SourceError` is the source's (retried, logged on transition), any other
 exception is a bug, logged once with its traceback, shown in the health, and retried with backoff;
-neither leaves this worker. The worker owns its :class:`Syncer`: no other thread polls, ticks or
+neither leaves this worker. A :class:`StateError` (the state database itself failed) is no source's:
+it ends the worker and stops the daemon. The worker owns its :class:`Syncer`: no other thread polls, ticks or
 refreshes that source, and the store's lock serialises its commits with the other workers'.
 """
 
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 import tenacity
 
 from connector.apply import PollResult
-from connector.errors import SourceAuthError, SourceError, SourceUnavailable
+from connector.errors import SourceAuthError, SourceError, SourceUnavailable, StateError
 from connector.health import SourceHealth
 from connector.inflight import InFlight
 from connector.logs import TransitionLog
@@ -33,6 +34,8 @@ STUCK_MARGIN = 15.0
 #: The longest wait before retrying a job that crashed (never shorter than the job's interval).
 MAX_BACKOFF = 300.0
 JOBS = ("poll", "tick", "refresh")
+#: windows deleted after each refresh at most (retention): a few milliseconds of one transaction
+PRUNE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,15 @@ class SourceWorker:
         on_poll: Callable[[str, PollResult | None, str | None, str | None], None],
         on_events: Callable[[], None],
         in_flight: InFlight | None = None,
+        on_fatal: Callable[[StateError], None] = lambda e: None,
+        prune: Callable[[str, datetime, int], int] | None = None,
     ) -> None:
+        """``on_fatal``: the state database failed in this worker's thread (the daemon stops).
+        ``prune(source, now, limit)``: retention, one batch after each refresh (``_refresh``)."""
         self.name, self.syncer, self.plan, self.status = syncer.name, syncer, plan, status
+        self._on_fatal = on_fatal
+        self._prune = prune
+        self.prune_batch = PRUNE_BATCH
         self._stop, self._clock, self._monotonic, self._wait = stop, clock, monotonic, wait
         self._retry_attempts = retry_attempts
         self._on_poll, self._on_events = on_poll, on_events
@@ -100,6 +110,9 @@ class SourceWorker:
         while not self._stop.is_set():
             try:
                 delay = self.run_pending()
+            except StateError as e:  # not this source's: the state is unusable, the daemon stops
+                self._on_fatal(e)
+                return
             except Exception:  # the scheduling itself failed: a bug; never the end of this source
                 log.exception("ServiceNow source %r: scheduling failed", self.name)
                 delay = 1.0
@@ -141,6 +154,8 @@ class SourceWorker:
             ok = run()
         except _Interrupted:
             return False  # shutdown while waiting to retry: nothing was committed
+        except StateError:
+            raise  # not contained: the daemon stops (``_run``), ``sync`` says it and exits
         except Exception as e:
             if self._stop.is_set():
                 log.debug("%s of %r ended by the shutdown", job, self.name, exc_info=True)
@@ -213,10 +228,26 @@ class SourceWorker:
             self.syncer.refresh(self._clock())
         except SourceError as e:
             self._logs["refresh"].failed(f"{e} (will retry)", level=logging.WARNING)
+            self._prune_batch()
             return False
         self._logs["refresh"].ok()
         self._on_events()
+        self._prune_batch()
         return True
+
+    def _prune_batch(self) -> None:
+        """Retention: one small batch of this source's settled windows, its own short transaction, so
+        the state stays bounded without a long pause (``connector.store.retention``)."""
+        if self._prune is None:
+            return
+        self._alive()
+        removed = self._prune(self.name, self._clock(), self.prune_batch)
+        if removed:
+            log.info(
+                "retention: deleted %d windows of %r settled longer than state.retention ago",
+                removed,
+                self.name,
+            )
 
     def _retry_wait(self, seconds: float) -> None:
         self._alive_at = None  # waiting is not being stuck

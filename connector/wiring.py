@@ -42,6 +42,7 @@ from connector.slack.context import render_context
 from connector.slack.delivery import SlackSink
 from connector.slack.digest import DigestPoster
 from connector.slack.feed import ChannelFeed
+from connector.store.lock import StateLock
 from connector.store.sqlite import Store
 from connector.sync import Syncer
 from connector.telemetry import HealthView, Telemetry
@@ -65,6 +66,8 @@ class Connector:
     silences: SilenceDelivery | None = None
     #: the HTTP listener (``health.enabled``), built here and started by ``run``
     health: HealthServer | None = None
+    #: the state's lock (``run``, ``sync``), held from before the store was opened until it is closed
+    state_lock: StateLock | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -76,6 +79,8 @@ class Connector:
         for s in self.sources:
             s.close()
         self.store.close()
+        if self.state_lock is not None:
+            self.state_lock.release()
 
 
 class Pacer:
@@ -215,6 +220,7 @@ def build_connector(
                 "alertmanager", silences.deliver, stop, status, clock=clock, on_result=telemetry.sink_result
             )
         )
+    retention = settings.state.retention
     daemon = Daemon(
         syncers,
         plans={
@@ -229,6 +235,7 @@ def build_connector(
         on_poll=telemetry.poll_result,
         status=status,
         sinks=workers,
+        prune=lambda source, now, limit: store.prune(now - retention, limit=limit, source=source),
     )
     view = HealthView(daemon, store)
     calendar = CalendarFeed(store, clock)

@@ -14,6 +14,7 @@ from connector.domain.events import Event, EventKind
 from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Phase, Problem, State
+from connector.errors import StateError
 from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
 from connector.store.schema import MIGRATIONS
@@ -109,7 +110,7 @@ def test_refuses_a_newer_schema(db_path: Path) -> None:
     con = sqlite3.connect(db_path)
     con.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     con.close()
-    with pytest.raises(RuntimeError, match="newer than this program"):
+    with pytest.raises(StateError, match="newer than this program"):
         Store(db_path)
 
 

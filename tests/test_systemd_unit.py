@@ -64,6 +64,7 @@ def test_unit_declares_what_the_daemon_relies_on() -> None:
         "NotifyAccess=main",
         "WatchdogSec=60",
         "Restart=on-failure",
+        "RestartPreventExitStatus=4",  # the state database needs someone: do not start over by itself
         "DynamicUser=yes",
         "StateDirectory=itsm-connector",
         "ConfigurationDirectory=itsm-connector",

@@ -1,8 +1,10 @@
 """Command line: ``itsm-connector {run,sync,check,windows,status,demo}``. No business logic here.
 
-Exit codes: 0 success; 1 a check or sync failed; 2 bad configuration or usage (one readable message,
-no traceback). The commands themselves live in ``service`` (run, sync, check) and ``report``
-(windows, status, digest, calendar).
+Exit codes: 0 success; 1 a check or sync failed, or a state failure that may pass by itself (disk
+full); 2 bad configuration or usage; 3 the state database is in use by another process (its lock);
+4 the state database needs an operator (damaged, read-only, deleted or replaced while running). Each
+with one readable message, no traceback. The commands themselves live in ``service`` (run, sync,
+check) and ``report`` (windows, status, digest, calendar).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from connector.cli.check import cmd_check
 from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
 from connector.cli.service import cmd_run, cmd_sync
 from connector.config import DEFAULT_CONFIG_PATH, load_settings
-from connector.errors import ConfigError
+from connector.errors import ConfigError, StateError, StateLocked
 from connector.logs import register_secret, setup_logging
 
 log = logging.getLogger("connector")
@@ -98,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2
+    except (StateError, StateLocked) as e:  # one message saying what to do, no traceback
+        if args.command == "run":
+            logging.getLogger("connector").error("%s", e)  # the daemon's log (the journal, with a priority)
+        else:
+            print(f"itsm-connector: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
 

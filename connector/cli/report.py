@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -134,23 +133,17 @@ def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
             file=sys.stderr,
         )
         return None
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error as e:
-        print(f"itsm-connector: cannot read the state database {path}: {e}", file=sys.stderr)
-        return None
+    store = Store(path, read_only=True)  # a damaged or unreadable file: StateError, said by main
+    version = store.schema_version()
     if version != len(MIGRATIONS):
+        store.close()
         print(
             f"itsm-connector: the state database {path} is schema v{version}, this version "
             f"({__version__}) expects v{len(MIGRATIONS)}: restart the daemon so it migrates it",
             file=sys.stderr,
         )
         return None
-    return Store(path)
+    return store
 
 
 def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:

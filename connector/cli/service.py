@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.config import Settings, load_settings
-from connector.errors import ConfigError, SinkError
+from connector.errors import ConfigError, SinkError, StateError
 from connector.logs import redact
 from connector.signals import SignalWatcher
+from connector.store.lock import StateLock
 
 if TYPE_CHECKING:
     from connector.slack.delivery import DeliveryReport
@@ -30,14 +31,27 @@ STOP_DEADLINE = 9.0
 
 
 def _dry_run_store(settings: Settings) -> Path:
-    """A throwaway copy of the state, so a dry run changes nothing real."""
+    """A throwaway copy of the state, so a dry run changes nothing real (and takes no lock). A damaged
+    database is said as such, by its own path, rather than found damaged in the copy."""
+    from connector.store.connection import connect
+    from connector.store.failures import damaged, state_error
+
     tmp = Path(tempfile.mkdtemp(prefix="itsm-dry-run-")) / "state.db"
+    path = str(settings.state.path)
     if settings.state.path.exists():
-        src = sqlite3.connect(settings.state.path)
-        dst = sqlite3.connect(tmp)
-        src.backup(dst)
-        src.close()
-        dst.close()
+        try:
+            src = connect(path, read_only=True)
+            try:
+                check = [row[0] for row in src.execute("PRAGMA quick_check").fetchall()]
+                if check != ["ok"]:
+                    raise damaged(path, "; ".join(check[:3]))
+                dst = sqlite3.connect(tmp)
+                src.backup(dst)
+                dst.close()
+            finally:
+                src.close()
+        except sqlite3.Error as e:
+            raise (state_error(e, path) or e) from None
     return tmp
 
 
@@ -52,8 +66,28 @@ def _build(settings: Settings, args: argparse.Namespace, stop: threading.Event |
         return build_connector(
             settings, stop=stop, slack_client=PrintingSlackClient(sys.stdout), store=Store(path)
         )
-    settings.state.path.parent.mkdir(parents=True, exist_ok=True)
-    return build_connector(settings, stop=stop)
+    lock = _lock_state(settings.state.path, args.command)
+    try:
+        connector = build_connector(settings, stop=stop)
+    except BaseException:
+        lock.release()
+        raise
+    connector.state_lock = lock
+    return connector
+
+
+def _lock_state(path: Path, command: str) -> StateLock:
+    """The state's lock (``connector.store.lock``), taken before the database is opened: a second
+    writer is refused at once (exit 3) rather than posting everything a second time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StateError(
+            f"cannot create the state directory {path.parent} ({e.strerror}): create it, writable by the "
+            "user the connector runs as, or point state.path elsewhere",
+            operator=True,
+        ) from None
+    return StateLock.acquire(path, command=command)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

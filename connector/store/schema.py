@@ -15,6 +15,9 @@ migrations that build it, one script per version (``PRAGMA user_version`` counts
 - ``seen``: the version (``sys_mod_count`` or a digest) last applied of each recently updated record,
   so the poll's lookback skips what it reads again (``connector.servicenow.lookback``); rows older
   than the lookback are dropped as new ones are written.
+
+``windows.settled_at`` (v5) is when a window stopped needing anything (``connector.store.retention``):
+retention counts from it, and the calendar reads only windows that have not settled or settled lately.
 """
 
 from __future__ import annotations
@@ -66,5 +69,18 @@ MIGRATIONS: list[str] = [
         source TEXT NOT NULL, sys_id TEXT NOT NULL, updated_on TEXT NOT NULL, version TEXT NOT NULL,
         PRIMARY KEY (source, sys_id));
     CREATE INDEX seen_updated ON seen (source, updated_on);
+    """,
+    # 5: retention: when each window settled (NULL while it may still change), indexed, and the events
+    # of a window found without reading them all (a window's rows are deleted together)
+    """
+    ALTER TABLE windows ADD COLUMN settled_at TEXT;
+    UPDATE windows SET settled_at = CASE
+        WHEN json_extract(window, '$.planned_end') IS NULL AND json_extract(window, '$.updated_on') IS NULL
+        THEN NULL
+        ELSE max(coalesce(json_extract(window, '$.planned_end'), ''),
+                 coalesce(json_extract(window, '$.updated_on'), '')) END
+        WHERE phase IN ('completed', 'cancelled', 'withdrawn', 'ended', 'pending');
+    CREATE INDEX windows_settled ON windows (settled_at);
+    CREATE INDEX events_window ON events (source, sys_id);
     """,
 ]

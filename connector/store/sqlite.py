@@ -6,6 +6,7 @@ and why) and holds the queries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -15,15 +16,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from connector.domain.events import Event
 from connector.domain.reconcile import Tracked
 from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, Phase, Problem
+from connector.errors import StateError
 from connector.servicenow.query import Cursor
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
+from connector.store.connection import connect
 from connector.store.facts import Facts, LastPoll, SinkState
+from connector.store.failures import FileIdentity, state_error
+from connector.store.retention import Retention, settled_at
 from connector.store.schema import MIGRATIONS
 
 __all__ = [
@@ -44,9 +49,10 @@ class NotRouted(RuntimeError):
     """A message was about to be recorded in a target the window's route does not name: a bug
     that would leak one customer's window into another's channel, refused by the store."""
 _SAVE_WINDOW = (
-    "INSERT INTO windows(source, sys_id, number, phase, announced, window) VALUES(?,?,?,?,?,?) "
-    "ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, phase=excluded.phase, "
-    "announced=excluded.announced, window=excluded.window"
+    "INSERT INTO windows(source, sys_id, number, phase, announced, window, settled_at) "
+    "VALUES(?,?,?,?,?,?,?) ON CONFLICT(source, sys_id) DO UPDATE SET number=excluded.number, "
+    "phase=excluded.phase, announced=excluded.announced, window=excluded.window, "
+    "settled_at=excluded.settled_at"
 )
 
 
@@ -96,30 +102,58 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat()
 
 
-class Store(Facts):
-    def __init__(self, path: Path | str) -> None:
+class Store(Facts, Retention):
+    """Every SQLite error about the file itself (full disk, damaged, read-only, ...) leaves it as a
+    :class:`~connector.errors.StateError` saying what to do (``connector.store.failures``); before each
+    write the path must still lead to the file that was opened (:class:`FileIdentity`)."""
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        """``read_only``: for the commands that only look: the file is neither created nor migrated
+        nor written (SQLite's ``mode=ro``)."""
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.RLock()
         self._depth = 0
         self._pending_windows: list[tuple[Any, ...]] = []  # saved in this transaction, not yet written
         #: bumped by every write of a window, an event or a window's channels (what the calendar
         #: shows), before it is committed: a reader that saw a value has not seen later writes
         self.generation = 0
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # 512 KiB of page cache instead of SQLite's 2 MiB: the database is small and sits in the OS
-        # page cache anyway; the daemon's resident memory is what runs for years (bench/steady).
-        self._db.execute("PRAGMA cache_size=-512")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-        self.store_id = self._meta_get("store_id") or self._init_id()
+        try:
+            self._db = connect(self.path, read_only=read_only)
+        except sqlite3.Error as e:
+            self._raise(e)
+        self._file = FileIdentity("" if read_only else self.path)
+        try:
+            if read_only:
+                self.store_id = ""  # it posts nothing, so it needs no id (and the schema is not checked yet)
+            else:
+                self._migrate()
+                self.store_id = self._meta_get("store_id") or self._init_id()
+        except BaseException as e:
+            self._db.close()
+            if isinstance(e, sqlite3.Error):
+                self._raise(e)
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------------
+    def _raise(self, e: sqlite3.Error) -> NoReturn:
+        """``e`` as the operator's :class:`StateError` when it is about the database file, else as is."""
+        err = state_error(e, self.path)
+        if err is None:
+            raise e
+        raise err from e
+
+    def schema_version(self) -> int:
+        return int(self._q("PRAGMA user_version")[0][0])
+
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
-            raise RuntimeError(f"state database {self.path} is schema v{version}, newer than this program")
+            raise StateError(
+                f"the state database {self.path} is schema v{version}, newer than this program: it was "
+                "written by a newer release. Install that release again, or put back the copy of the "
+                "file kept before the upgrade",
+                operator=True,
+            )
         for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
                 for stmt in filter(str.strip, script.split(";")):
@@ -143,29 +177,47 @@ class Store(Facts):
                 finally:
                     self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            self._file.check()
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                self._raise(e)
             self._depth = 1
             try:
                 yield
                 self._flush()
-            except BaseException:
-                self._pending_windows.clear()
-                self._db.execute("ROLLBACK")
-                raise
-            else:
                 self._db.execute("COMMIT")
+            except BaseException as e:
+                self._pending_windows.clear()
+                self._rollback()
+                if isinstance(e, sqlite3.Error):
+                    self._raise(e)
+                raise
             finally:
                 self._depth = 0
 
+    def _rollback(self) -> None:
+        """Roll back what is still open: after some errors (a full disk) SQLite already has, and a
+        second ROLLBACK would raise "no transaction is active" in place of the real error."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the error that brought us here is the one to raise
+                self._db.execute("ROLLBACK")
+
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                self._raise(e)
 
     def _windows_q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read of the windows table: it sees every window saved before it (``save_tracked``)."""
         with self._lock:
-            self._flush()
-            return self._db.execute(sql, args).fetchall()
+            try:
+                self._flush()
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                self._raise(e)
 
     def _flush(self) -> None:
         """Write the windows saved in this transaction so far: one ``executemany`` per page of a poll,
@@ -177,7 +229,12 @@ class Store(Facts):
 
     def _x(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
-            return self._db.execute(sql, args)
+            if not self._depth:  # a write of its own (a transaction checked the file when it began)
+                self._file.check()
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.Error as e:
+                self._raise(e)
 
     def close(self) -> None:
         with self._lock:
@@ -214,9 +271,16 @@ class Store(Facts):
             found.update((sys_id, _tracked(*rest)) for sys_id, *rest in rows)
         return found
 
-    def tracked(self, *, open_only: bool = False, source: str | None = None) -> list[Tracked]:
+    def tracked(
+        self, *, open_only: bool = False, source: str | None = None, settled_since: datetime | None = None
+    ) -> list[Tracked]:
+        """``settled_since``: only the windows not settled, or settled since then (``retention``)."""
         sql, args = "SELECT window, phase, announced FROM windows", []
         where = []
+        if settled_since is not None:
+            clause, more = self.settled_clause(settled_since)
+            where.append(clause)
+            args += more
         if open_only:
             where.append(f"phase NOT IN ({','.join('?' * len(TERMINAL_PHASES))})")
             args += [p.value for p in TERMINAL_PHASES]
@@ -257,13 +321,14 @@ class Store(Facts):
     def save_tracked(self, t: Tracked) -> None:
         """Inside a transaction the row is written before the next read or at commit (``_flush``)."""
         w = t.window
-        row = (*w.key, w.number, t.phase.value, int(t.announced), json.dumps(window_to_dict(w)))
+        data = json.dumps(window_to_dict(w))
+        row = (*w.key, w.number, t.phase.value, int(t.announced), data, settled_at(t))
         with self._lock:
             self.generation += 1
             if self._depth:
                 self._pending_windows.append(row)
             else:
-                self._db.execute(_SAVE_WINDOW, row)
+                self._x(_SAVE_WINDOW, row)
 
     def targets(self, key: tuple[str, str]) -> list[Target] | None:
         """Where a window is delivered: the targets its current route names (``None``: never routed).
@@ -298,9 +363,13 @@ class Store(Facts):
             found.update((s, i) for s, i, ts in rows if str(target) in json.loads(ts))
         return found
 
-    def event_counts(self) -> dict[tuple[str, str], int]:
-        """Events told per window (the calendar's SEQUENCE)."""
-        return {(s, i): n for s, i, n in self._q("SELECT source, sys_id, COUNT(*) FROM events GROUP BY 1, 2")}
+    def event_counts(self, settled_since: datetime | None = None) -> dict[tuple[str, str], int]:
+        """Events told per window (the calendar's SEQUENCE); ``settled_since`` as for :meth:`tracked`."""
+        sql, args = "SELECT source, sys_id, COUNT(*) FROM events", list[Any]()
+        if settled_since is not None:
+            clause, args = self.settled_clause(settled_since)
+            sql += f" WHERE (source, sys_id) IN (SELECT source, sys_id FROM windows WHERE {clause})"
+        return {(s, i): n for s, i, n in self._q(sql + " GROUP BY 1, 2", args)}
 
     # -- cursors ----------------------------------------------------------------------------------
     def cursor(self, source: str, name: str = "changes") -> Cursor | None:
