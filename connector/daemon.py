@@ -46,10 +46,10 @@ from connector.errors import StateError
 from connector.health import SourceHealth
 from connector.inflight import InFlight
 from connector.sink_worker import SinkWorker, utc_now
-from connector.source_worker import STUCK_MARGIN, SourcePlan, SourceStatus, SourceWorker
+from connector.source_worker import STUCK_MARGIN, SourcePlan, SourceState, SourceWorker
 from connector.sync import Syncer
 
-__all__ = ["Daemon", "SinkWorker", "SourcePlan", "SourceStatus", "SourceWorker", "Status", "utc_now"]
+__all__ = ["Daemon", "RunState", "SinkWorker", "SourcePlan", "SourceState", "SourceWorker", "utc_now"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,12 @@ WORKER_GRACE = 1.0
 
 
 @dataclass
-class Status:
+class RunState:
+    """What the running daemon knows of itself, in memory: each source's polling state, each sink's
+    last error, and a fatal state failure. The workers write it; ``HealthView`` reads it."""
+
     started_at: datetime
-    sources: dict[str, SourceStatus] = field(default_factory=dict)
+    sources: dict[str, SourceState] = field(default_factory=dict)
     sink_errors: dict[str, str | None] = field(default_factory=dict)
     #: the state database failed (in any thread): the daemon stops and ``run`` raises it
     fatal: StateError | None = None
@@ -90,7 +93,7 @@ class Daemon:
         on_poll: Callable[[str, PollResult | None, str | None, str | None], None] = lambda s, r, e, k: None,
         heartbeat: Callable[[], None] = lambda: None,
         shutdown_grace: float = 8.0,
-        status: Status | None = None,
+        state: RunState | None = None,
         sinks: Sequence[SinkWorker] = (),
         prune: Callable[[str, datetime, int], int] | None = None,
     ) -> None:
@@ -100,9 +103,9 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.clock, self.monotonic = clock, monotonic
         self.shutdown_grace = shutdown_grace  # for the sinks to finish their step: all of them together
-        self.status = status or Status(started_at=clock())
+        self.state = state or RunState(started_at=clock())
         for s in syncers:
-            self.status.sources.setdefault(s.name, SourceStatus())
+            self.state.sources.setdefault(s.name, SourceState())
         self.sinks = list(sinks)
         self._started = monotonic()
         self._wait = wait or self.stop.wait
@@ -112,7 +115,7 @@ class Daemon:
             s.name: SourceWorker(
                 s,
                 (plans or {}).get(s.name, SourcePlan()),
-                self.status.sources[s.name],
+                self.state.sources[s.name],
                 stop=self.stop,
                 clock=clock,
                 monotonic=monotonic,
@@ -145,8 +148,8 @@ class Daemon:
 
     def _fatal(self, e: StateError) -> None:
         """The state database failed in a worker: stop; :meth:`run` raises it once all have ended."""
-        if self.status.fatal is None:
-            self.status.fatal = e
+        if self.state.fatal is None:
+            self.state.fatal = e
         self.stop.set()
 
     def _wake_sinks(self) -> None:
@@ -184,8 +187,8 @@ class Daemon:
             worker.join(timeout=max(0.0, min(WORKER_GRACE, deadline - time.monotonic())))
         for sink in self.sinks:
             sink.join(timeout=max(0.0, deadline - time.monotonic()))
-        if self.status.fatal is not None:
-            raise self.status.fatal  # said by the command line, with its exit code
+        if self.state.fatal is not None:
+            raise self.state.fatal  # said by the command line, with its exit code
 
     def watch(self) -> None:
         """One turn of the main loop: the heartbeat, unless a source worker is stuck."""

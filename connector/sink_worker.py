@@ -15,7 +15,7 @@ from connector.errors import SinkPermanentError, SinkRetryableError, StateError
 from connector.logs import TransitionLog
 
 if TYPE_CHECKING:
-    from connector.daemon import Status
+    from connector.daemon import RunState
 
 log = logging.getLogger("connector.daemon")  # the name the journal has always shown for these lines
 
@@ -32,7 +32,7 @@ class SinkWorker:
         name: str,
         deliver: Callable[[datetime], object],
         stop: threading.Event,
-        status: Status,
+        state: RunState,
         *,
         clock: Callable[[], datetime] = utc_now,
         idle: float = 30.0,
@@ -42,7 +42,7 @@ class SinkWorker:
         self.name = name
         self._deliver = deliver
         self._stop = stop
-        self._status = status
+        self._state = state
         self._clock = clock
         self._idle = idle
         self._max_backoff = max_backoff
@@ -75,8 +75,8 @@ class SinkWorker:
             backoff = min(self._max_backoff, 2.0 ** min(self.failures, 8)) * (0.5 + random.random() / 2)
             return max(backoff, float(retry_after or 0))
         except StateError as e:  # nothing more can be recorded: the daemon stops (``Daemon.run``)
-            if self._status.fatal is None:
-                self._status.fatal = e
+            if self._state.fatal is None:
+                self._state.fatal = e
             self._stop.set()
             return 0.0
         except Exception as e:  # a bug must not kill the worker: log it whole, retry later
@@ -84,14 +84,14 @@ class SinkWorker:
             self._fail(f"internal error: {type(e).__name__}", level=logging.ERROR)
             return 60.0
         self.failures = 0
-        self._status.sink_errors[self.name] = None
+        self._state.sink_errors[self.name] = None
         self._translog.ok()
         self._on_result(self.name, result, None)
         return self._idle
 
     def _fail(self, reason: str, level: int) -> None:
         self.failures += 1
-        self._status.sink_errors[self.name] = reason
+        self._state.sink_errors[self.name] = reason
         self._translog.failed(reason, level=level)
         self._on_result(self.name, None, reason)
 

@@ -48,7 +48,7 @@ class SourcePlan:
 
 
 @dataclass
-class SourceStatus:
+class SourceState:
     last_ok_at: datetime | None = None  # wall clock: shown, never used to measure an age
     last_ok_mono: float | None = None  # monotonic: what the health measures the age from
     last_error: str | None = None
@@ -62,7 +62,7 @@ class SourceWorker:
         self,
         syncer: Syncer,
         plan: SourcePlan,
-        status: SourceStatus,
+        state: SourceState,
         *,
         stop: threading.Event,
         clock: Callable[[], datetime],
@@ -78,7 +78,7 @@ class SourceWorker:
     ) -> None:
         """``on_fatal``: the state database failed in this worker's thread (the daemon stops).
         ``prune(source, now, limit)``: retention, one batch after each refresh (``_refresh``)."""
-        self.name, self.syncer, self.plan, self.status = syncer.name, syncer, plan, status
+        self.name, self.syncer, self.plan, self.state = syncer.name, syncer, plan, state
         self._on_fatal = on_fatal
         self._prune = prune
         self.prune_batch = PRUNE_BATCH
@@ -162,21 +162,21 @@ class SourceWorker:
                 return False
             self._failures[job] += 1
             reason = f"internal error in {job}: {type(e).__name__}"
-            self.status.crashed[job] = reason
+            self.state.crashed[job] = reason
             self._logs[job].failed(reason, exc_info=e)
             if job == "poll":
-                self.status.last_error = reason
+                self.state.last_error = reason
                 self._on_poll(self.name, None, reason, "internal")
             return False
         finally:
             self._alive_at = None
         self._failures[job] = 0
-        if self.status.crashed.pop(job, None) is not None and job != "poll":
+        if self.state.crashed.pop(job, None) is not None and job != "poll":
             self._logs[job].ok()
         return ok
 
     def _poll(self) -> bool:
-        st, plan = self.status, self.plan
+        st, plan = self.state, self.plan
         longest = min(plan.poll_interval, 60.0)  # the longest wait inside one poll: the next is due
         retrying = tenacity.Retrying(
             stop=tenacity.stop_any(
@@ -278,7 +278,7 @@ class SourceWorker:
         return silent if silent > self.plan.timeout + STUCK_MARGIN else None
 
     def health(self, now: float) -> SourceHealth:
-        st = self.status
+        st = self.state
         return SourceHealth(
             poll_interval=self.plan.poll_interval,
             ok_age=None if st.last_ok_mono is None else max(0.0, now - st.last_ok_mono),
@@ -290,7 +290,7 @@ class SourceWorker:
         )
 
 
-def _note_attempt(st: SourceStatus, retry_state: tenacity.RetryCallState) -> None:
+def _note_attempt(st: SourceState, retry_state: tenacity.RetryCallState) -> None:
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     if exc is not None:
         st.last_error = str(exc)

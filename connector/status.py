@@ -27,7 +27,7 @@ HealthAnswer = tuple[int, dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class SourceState:
+class SourceLine:
     name: str
     url: str
     ok_at: datetime | None
@@ -39,7 +39,7 @@ class SourceState:
 @dataclass(frozen=True)
 class StatusReport:
     state_path: str
-    sources: list[SourceState]
+    sources: list[SourceLine]
     phases: Mapping[str, int]
     outbox_depth: int
     outbox_age: float
@@ -76,7 +76,7 @@ def collect(
         poll = store.last_poll(sn.name)
         cursor = store.cursor(sn.name)
         sources.append(
-            SourceState(
+            SourceLine(
                 name=sn.name,
                 url=sn.url,
                 ok_at=poll.ok_at if poll else None,
@@ -117,7 +117,7 @@ def collect(
 
 def _offline_health(
     settings: Settings,
-    sources: list[SourceState],
+    sources: list[SourceLine],
     sink_errors: Mapping[str, tuple[str, datetime | None]],
     now: datetime,
 ) -> tuple[bool, list[str]]:

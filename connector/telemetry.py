@@ -73,7 +73,7 @@ class HealthView:
         self._store = store
 
     def health_snapshot(self) -> HealthSnapshot:
-        st = self._daemon.status
+        st = self._daemon.state
         slack_err = next((e for n, e in st.sink_errors.items() if n.startswith("slack") and e), None)
         return HealthSnapshot(
             started_at=st.started_at,
@@ -87,7 +87,7 @@ class HealthView:
         now = self._daemon.clock()
         depth, _ = self._store.outbox_stats(now)
         active = sum(self._store.phase_counts().get(p.value, 0) for p in (Phase.IN_PROGRESS, Phase.OVERRUN))
-        st = self._daemon.status
+        st = self._daemon.state
         oks = [s.last_ok_at for s in st.sources.values() if s.last_ok_at]
         last = f"{min(oks):%H:%M:%S}Z" if oks else "never"
         line = f"last poll ok {last}; {active} windows in progress; outbox {depth}"

@@ -27,7 +27,7 @@ from connector.board.feed import BoardFeed
 from connector.board.site import BoardSite, warn_if_open
 from connector.calendar import CalendarFeed
 from connector.config import ServiceNowSettings, Settings
-from connector.daemon import Daemon, SinkWorker, SourcePlan, Status, utc_now
+from connector.daemon import Daemon, RunState, SinkWorker, SourcePlan, utc_now
 from connector.domain.events import Event
 from connector.domain.routing import channels_for
 from connector.domain.target import Target
@@ -141,7 +141,7 @@ def build_connector(
     metrics = Metrics(__version__, phases=[p.value for p in Phase])
     telemetry = Telemetry(metrics, store, clock)
     refreshes = RefreshRequests(store)
-    status = Status(started_at=clock())
+    state = RunState(started_at=clock())
 
     def targets_for(w: MaintenanceWindow) -> list[Target]:
         return [Target.slack(c) for c in channels_for(w, settings.routes, sl.channel)]
@@ -209,7 +209,7 @@ def build_connector(
         feeds[channel] = feed
         workers.append(
             SinkWorker(
-                str(sink.target), feed.deliver, stop, status, clock=clock, on_result=telemetry.sink_result
+                str(sink.target), feed.deliver, stop, state, clock=clock, on_result=telemetry.sink_result
             )
         )
     silences = None
@@ -217,7 +217,7 @@ def build_connector(
         silences = SilenceDelivery.from_settings(settings.alertmanager, store, on_change=refreshes.request)
         workers.append(
             SinkWorker(
-                "alertmanager", silences.deliver, stop, status, clock=clock, on_result=telemetry.sink_result
+                "alertmanager", silences.deliver, stop, state, clock=clock, on_result=telemetry.sink_result
             )
         )
     retention = settings.state.retention
@@ -233,7 +233,7 @@ def build_connector(
         monotonic=monotonic,
         wait=wait,
         on_poll=telemetry.poll_result,
-        status=status,
+        state=state,
         sinks=workers,
         prune=lambda source, now, limit: store.prune(now - retention, limit=limit, source=source),
     )

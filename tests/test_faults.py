@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.daemon import SinkWorker, Status
+from connector.daemon import RunState, SinkWorker
 from connector.errors import SinkRetryableError
 from connector.health import evaluate_health
 from connector.servicenow.query import record_cursor
@@ -395,7 +395,7 @@ def test_wakeups_do_not_cut_a_backoff_short() -> None:
         raise SinkRetryableError("slow down", retry_after=30)
 
     stop = threading.Event()
-    worker = SinkWorker("slack:test", deliver, stop, Status(started_at=datetime.now(timezone.utc)))
+    worker = SinkWorker("slack:test", deliver, stop, RunState(started_at=datetime.now(timezone.utc)))
     worker.start()
     try:
         assert first.wait(5)
@@ -417,7 +417,7 @@ def test_wakeup_after_success_delivers_at_once() -> None:
         ran[min(len(calls), 2) - 1].set()
 
     stop = threading.Event()
-    worker = SinkWorker("slack:test", deliver, stop, Status(started_at=datetime.now(timezone.utc)))
+    worker = SinkWorker("slack:test", deliver, stop, RunState(started_at=datetime.now(timezone.utc)))
     worker.start()
     try:
         assert ran[0].wait(5)
@@ -443,7 +443,7 @@ def test_shutdown_waits_for_all_sinks_together_not_one_after_another() -> None:
         release.wait(10)
 
     daemon = Daemon([], stop=stop, shutdown_grace=0.5)
-    status = Status(started_at=datetime.now(timezone.utc))
+    status = RunState(started_at=datetime.now(timezone.utc))
     daemon.sinks += [SinkWorker(f"stuck{i}", deliver, stop, status) for i in range(4)]
     try:
         daemon.run()

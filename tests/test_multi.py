@@ -314,7 +314,7 @@ def test_one_failing_source_does_not_hold_back_the_other(desk) -> None:  # type:
     )
     cycle(app, clock, timedelta(0))
     assert numbers(slack, GLOBEX) == ["CHG2000020"]
-    st = app.daemon.status.sources
+    st = app.daemon.state.sources
     assert st["acme"].last_error is not None and "401" in st["acme"].last_error
     assert st["globex"].last_error is None and st["globex"].last_ok_at == clock.now
     assert app.store.cursor("acme") is None  # nothing read, nothing advanced

@@ -116,7 +116,7 @@ def test_no_secret_in_logs_errors_or_health_under_faults(
             kwargs["heal"] = lambda d: setattr(d.snow, "password", PASSWORD)
         _, d = run_scenario(tmp_path / str(i), fault, **kwargs)
         try:
-            st = d.app.daemon.status
+            st = d.app.daemon.state
             errors += [str(s.last_error) for s in st.sources.values()] + [
                 str(e) for e in st.sink_errors.values()
             ]

@@ -422,7 +422,7 @@ def test_a_long_first_sync_shows_a_sign_of_life_after_each_page(
         daemon.poll()
     finally:
         app.close()
-    assert daemon.status.sources["servicenow"].last_error is None
+    assert daemon.state.sources["servicenow"].last_error is None
     assert worker.stuck_for() is None
     # a sign of life (a read of its clock) after each page (4 pages of 2), once its windows were committed
     committed = sorted(set(signs) - {0})

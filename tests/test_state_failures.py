@@ -162,7 +162,7 @@ def test_a_state_failure_in_a_sink_thread_stops_the_daemon_with_that_error(
     def deliver(now: datetime) -> None:
         raise gone
 
-    daemon.sinks.append(SinkWorker("slack:C1", deliver, stop, daemon.status))
+    daemon.sinks.append(SinkWorker("slack:C1", deliver, stop, daemon.state))
     timer = threading.Timer(10, stop.set)  # a bound, should the error not stop it
     timer.start()
     try:

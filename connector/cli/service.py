@@ -175,7 +175,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     try:
         app.daemon.poll()
         app.daemon.tick()
-        for name, st in app.daemon.status.sources.items():
+        for name, st in app.daemon.state.sources.items():
             if st.last_error is not None or st.last_result is None:
                 failed.append(f"source {name}: {st.last_error or 'not polled'}")
             else:

@@ -202,7 +202,7 @@ class Drill:
         return self.app.store.cursor(self.source)
 
     def source_error(self) -> str | None:
-        return self.app.daemon.status.sources[self.source].last_error
+        return self.app.daemon.state.sources[self.source].last_error
 
     # -- the ledger -------------------------------------------------------------------------------
     def events(self) -> dict[int, tuple[str, str]]:

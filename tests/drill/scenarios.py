@@ -72,7 +72,7 @@ def run_scenario(
         if d.source_error():
             moved = d.cursor() != cursor_before
             notes.append(f"poll failed: cursor {'MOVED' if moved else 'held'}")
-            deferred = d.app.daemon.status.sources[d.source].retry_at
+            deferred = d.app.daemon.state.sources[d.source].retry_at
             if deferred is not None:
                 notes.append(f"next poll deferred {(deferred - d.time.now).total_seconds():.0f}s")
         if heal is not None:
