@@ -4,8 +4,6 @@ channels) and the real Alertmanager. It used to test the first source and ``slac
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -17,7 +15,6 @@ import pytest
 import yaml
 
 from connector.cli.main import main
-from connector.logs import clear_secrets
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 from tests.alertmanager_harness import free_port, run_alertmanager
@@ -30,18 +27,8 @@ AM_TOKEN = "am-bearer-SeCrEt-9"
 
 
 @pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
-            monkeypatch.delenv(name)
+def slack_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ITSM_SLACK__TOKEN", "xoxb-simulator")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-    root.setLevel(level)
-    clear_secrets()
 
 
 class World:

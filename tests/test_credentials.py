@@ -4,11 +4,9 @@ quote a header; Alertmanager basic auth outside Latin-1 (against the real Alertm
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from connector.alertmanager.settings import AlertmanagerSettings
 from connector.cli.main import main
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError
-from connector.logs import clear_secrets, redact
+from connector.logs import redact
 from tests.alertmanager_harness import free_port, run_alertmanager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,20 +33,6 @@ ALL = (PW_A, PW_B, OAUTH_A, TOKEN, AM_PASSWORD, AM_BEARER)
 
 def leaks(text: str) -> list[str]:
     return [s for s in ALL if s in text]
-
-
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
-            monkeypatch.delenv(name)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-    root.setLevel(level)
-    clear_secrets()
 
 
 def two_sources(**am: Any) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -46,17 +45,6 @@ pytestmark = pytest.mark.integration
 TARGET = Target.slack(CHANNEL)
 FAR = datetime(9999, 12, 31, 15, 0, tzinfo=timezone.utc)  # Asia/Seoul (the drill's zone) overflows
 RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
 
 
 def posted_numbers(d: Drill) -> set[str]:

@@ -5,8 +5,6 @@ others can read are warned about too."""
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +14,12 @@ import yaml
 from connector.cli.main import main
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError
-from connector.logs import clear_secrets
 from connector.simulators.servicenow import ServiceNowSimulator
 from connector.simulators.slack import SlackSimulator
 from connector.transport import is_loopback
 
 PASSWORD = "Sn-Pa55-insecure-1"
 TOKEN = "xoxb-simulator"
-
-
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
-            monkeypatch.delenv(name)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-    root.setLevel(level)
-    clear_secrets()
 
 
 def config(**sections: Any) -> dict[str, Any]:

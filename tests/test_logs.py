@@ -5,27 +5,13 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from connector import logs
 from connector.logs import TransitionLog, register_secret, setup_logging
 
 SECRET = "s3cr3t-p@ss/word"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-    logs.clear_secrets()
 
 
 def setup(fmt: str, level: str = "DEBUG", environ: dict[str, str] | None = None) -> io.StringIO:

@@ -6,9 +6,6 @@ only, stop before delivering when it failed, and never create a silence (only ``
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,6 @@ import requests
 import yaml
 
 from connector.cli.main import main
-from connector.logs import clear_secrets
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 from tests.alertmanager_harness import run_alertmanager
@@ -29,18 +25,8 @@ MAINT, NETOPS, GLOBEX = "C0MAINT01", "C0NETOPS1", "C0GLOBEX1"
 
 
 @pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
-            monkeypatch.delenv(name)
+def slack_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ITSM_SLACK__TOKEN", "xoxb-simulator")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-    root.setLevel(level)
-    clear_secrets()
 
 
 def change(snow: ServiceNowSimulator, number: str, ci: str, group: str) -> None:
