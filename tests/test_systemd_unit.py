@@ -118,3 +118,61 @@ def test_security_exposure_is_low(analyze: str, tmp_path: Path) -> None:
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+ROOT = UNIT.parent.parent
+
+
+def test_a_config_error_is_not_restarted_every_10_seconds(tmp_path: Path) -> None:
+    """A bad config exits 2; ``Restart=on-failure`` would retry it every ``RestartSec=`` until the
+    start limit, flooding the journal with the same message: the unit must not restart on that code."""
+    bad = tmp_path / "config.yaml"
+    bad.write_text("slack: {channel: C0123ABCD}\nservicenow: {url: ftp://x}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "connector", "run", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    codes = {
+        code
+        for d in directives(UNIT.read_text())
+        if d.startswith("RestartPreventExitStatus=")
+        for code in d.removeprefix("RestartPreventExitStatus=").split()
+    }
+    assert str(result.returncode) in codes
+
+
+def install_commands(doc: Path, section: str) -> list[str]:
+    """The ``install …`` lines of the shell blocks in one section of a Markdown document."""
+    commands: list[str] = []
+    inside = fenced = False
+    for line in doc.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            inside = line == section
+        elif inside and fenced and line.startswith("install "):
+            commands.append(line.split(" #", 1)[0].strip())
+    return commands
+
+
+@pytest.mark.parametrize(
+    ("doc", "section"), [("README.md", "## Install"), ("docs/operations.md", "### Install")]
+)
+def test_documentation_exists_after_the_documented_install(tmp_path: Path, doc: str, section: str) -> None:
+    """``Documentation=`` is what ``systemctl help itsm-connector`` opens: following the install steps
+    must put the file there (run here with /opt and /etc moved under a temporary root)."""
+    (line,) = [d for d in directives(UNIT.read_text()) if d.startswith("Documentation=")]
+    target = line.removeprefix("Documentation=")
+    assert target.startswith("file:///")
+    commands = install_commands(ROOT / doc, section)
+    assert commands, f"no install commands in {doc} {section}"
+    for command in commands:
+        moved = re.sub(r"(?<=\s)/(opt|etc)/", f"{tmp_path}/\\1/", command)
+        result = subprocess.run(moved, shell=True, cwd=ROOT, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+    assert (tmp_path / target.removeprefix("file:///")).is_file()
