@@ -38,7 +38,8 @@ from http.server import BaseHTTPRequestHandler
 from types import MappingProxyType
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from connector.listener import BoundedHTTPServer
 
@@ -177,12 +178,8 @@ class HealthServer:
     ) -> None:
         self._host = host
         self._requested_port = port
-        self._routes: dict[str, Route] = {
-            "/healthz": self._healthz,
-            "/metrics": self._metrics,
-            **(extra_routes or {}),
-        }
-        self._mounts = tuple(mounts)
+        self._routes: dict[str, Route] = {"/healthz": self._healthz, **(extra_routes or {})}
+        self._mounts = (self._metrics, *mounts)  # /metrics reads the request's Accept header
         self._snapshot = snapshot
         self._registry = registry
         self._before_metrics = before_metrics  # e.g. refresh gauges from the store
@@ -250,13 +247,19 @@ class HealthServer:
         status, body = health_body(self._snapshot())
         return status, JSON_TYPE, json.dumps(body, default=str).encode()
 
-    def _metrics(self) -> tuple[int, str, bytes]:
+    def _metrics(self, request: Request) -> Response | None:
+        """``/metrics``: the Prometheus text format, or OpenMetrics when the scraper asks for it
+        (``Accept: application/openmetrics-text``, as Prometheus does), as prometheus_client
+        negotiates it."""
+        if request.path != "/metrics":
+            return None
         if self._before_metrics is not None:
             try:
                 self._before_metrics()
             except Exception:  # stale gauges beat no metrics at all
                 log.exception("health listener: refreshing the gauges failed")
-        return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(HTTPStatus.OK, content_type, encode(self._registry))
 
 
 class _BoundedIPv6Server(BoundedHTTPServer):

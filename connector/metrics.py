@@ -22,6 +22,17 @@ Series (all prefixed ``itsm_connector_``)::
     windows{phase}                          gauge    windows known per phase
     problem_tickets                         gauge    tickets that could not be turned into a window
     build_info{version}                     gauge    always 1
+    poll_duration_seconds{source}           histogram one poll attempt of a source (all its pages)
+    slack_request_duration_seconds{method}  histogram one Slack Web API request (chat.postMessage, …)
+    ticket_to_slack_seconds{source,channel} histogram news (a ticket's sys_updated_on, or the planned
+                                                     start/end that time brings) → Slack shows it
+
+Plus the standard ``process_*`` series (CPU, memory, open files, start time). No ``*_created``
+series: they double the series count and nothing here graphs them.
+
+Every error series an alert may ask for exists from the start at 0 (``rate()`` and ``absent()`` need
+the series before the first error): per source, polls by result and failures by kind
+(``sources=``); per sink, every delivery result (``sinks=``).
 
 The gauges are state, not events: the daemon refreshes them from the store before every scrape
 (``HealthServer(before_metrics=...)``) and after every delivery pass.
@@ -30,11 +41,33 @@ The gauges are state, not events: the daemon refreshes them from the store befor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 PREFIX = "itsm_connector"
+
+#: connector.daemon's error kinds (``_error_kind``): each source's series start at 0
+POLL_ERROR_KINDS: tuple[str, ...] = ("auth", "unavailable", "bad_response", "internal")
+#: the results each sink reports (``deliveries_total{sink,result}``), every one from 0
+SINK_RESULTS: dict[str, tuple[str, ...]] = {
+    "slack": ("posted", "updated", "recovered", "refused", "error"),
+    "alertmanager": ("changed", "refused", "error"),
+}
+#: seconds; a poll is one request when idle, minutes of pages on a first sync
+POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+#: seconds; slack.timeout is 15 s by default
+SLACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+#: seconds, for the latency promise: a poll interval (60 s) plus delivery, up to an outage
+LATENCY_BUCKETS = (5.0, 15.0, 30.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
 
 # The values of connector.domain.window.Phase at the time of writing, as plain strings so this module
 # stays independent of the domain; the daemon should pass ``phases=[p.value for p in Phase]``.
@@ -52,10 +85,23 @@ DEFAULT_PHASES: tuple[str, ...] = (
 
 
 class Metrics:
-    def __init__(self, version: str, phases: Iterable[str] = DEFAULT_PHASES) -> None:
+    def __init__(
+        self,
+        version: str,
+        phases: Iterable[str] = DEFAULT_PHASES,
+        *,
+        sources: Iterable[str] = (),
+        sinks: Iterable[str] = (),
+        process: bool = True,
+    ) -> None:
+        """``sources`` and ``sinks`` (``slack``, ``alertmanager``): their series start at 0.
+        ``process``: add the standard ``process_*`` series (of this process)."""
+        disable_created_metrics()  # process-wide; the only registry this process serves is ours
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._phases: set[str] = set(phases)
+        if process:
+            ProcessCollector(registry=r)
 
         self._polls = Counter(
             f"{PREFIX}_polls", "Polls of a ticket source, by result.", ["source", "result"], registry=r
@@ -95,9 +141,60 @@ class Metrics:
         self._build_info = Gauge(
             f"{PREFIX}_build_info", "Build information; always 1.", ["version"], registry=r
         )
+        self._poll_seconds = Histogram(
+            f"{PREFIX}_poll_duration_seconds",
+            "One poll attempt of a ticket source, all its pages.",
+            ["source"],
+            registry=r,
+            buckets=POLL_BUCKETS,
+        )
+        self._slack_seconds = Histogram(
+            f"{PREFIX}_slack_request_duration_seconds",
+            "One request to the Slack Web API, by method.",
+            ["method"],
+            registry=r,
+            buckets=SLACK_BUCKETS,
+        )
+        self._shown = Histogram(
+            f"{PREFIX}_ticket_to_slack_seconds",
+            "From the news (a ticket's update, or the planned start/end that time brings) until Slack"
+            " accepted the message that tells it, per source and channel.",
+            ["source", "channel"],
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
         self._build_info.labels(version=version).set(1)
         for phase in sorted(self._phases):
             self._windows.labels(phase=phase).set(0)
+        for source in sources:
+            self.declare_source(source)
+        for sink in sinks:
+            self.declare_sink(sink)
+
+    def declare_source(self, source: str) -> None:
+        """Start every series of ``source`` at 0: polls by result, failures by kind, tickets."""
+        for result in ("ok", "error"):
+            self._polls.labels(source=source, result=result)
+        for kind in POLL_ERROR_KINDS:
+            self._poll_errors.labels(source=source, kind=kind)
+        self._fetched.labels(source=source)
+        self._poll_seconds.labels(source=source)
+
+    def declare_sink(self, sink: str) -> None:
+        """Start every delivery result of ``sink`` (``slack``, ``alertmanager``) at 0."""
+        for result in SINK_RESULTS.get(sink, ("error",)):
+            self._deliveries.labels(sink=sink, result=result)
+
+    def poll_timer(self, source: str) -> AbstractContextManager[object]:
+        """Times one poll attempt of ``source`` (``with metrics.poll_timer("acme"): ...``), failed or not."""
+        return self._poll_seconds.labels(source=source).time()
+
+    def slack_request(self, method: str, seconds: float) -> None:
+        self._slack_seconds.labels(method=method).observe(seconds)
+
+    def shown(self, source: str, channel: str, seconds: float) -> None:
+        """Slack accepted, ``seconds`` after the news, the message telling it in ``channel``."""
+        self._shown.labels(source=source, channel=channel).observe(max(0.0, seconds))
 
     def poll_succeeded(self, source: str, fetched: int, at: datetime) -> None:
         """A poll of ``source`` finished at ``at`` (timezone-aware) having fetched ``fetched`` tickets."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -83,6 +84,7 @@ class Syncer:
         reminder_minutes: Callable[[Target], int | None] = lambda target: None,
         on_quiet_change: Callable[[tuple[str, str]], None] = lambda key: None,
         lookback: timedelta = timedelta(0),
+        poll_timer: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.source = source
         self.store = store
@@ -94,6 +96,7 @@ class Syncer:
         self.lookback = lookback  # each poll reads again what changed this long before it started
         self.targets = list(targets)  # every channel (each gets its own first-run digest)
         self.first_run = first_run
+        self._poll_timer = poll_timer  # times each poll, failed or not (the poll-duration histogram)
         self.applier = Applier(
             store,
             name=name,
@@ -117,6 +120,10 @@ class Syncer:
     def poll(self, now: datetime, progress: Callable[[], None] = lambda: None) -> PollResult:
         """``progress`` is called after each committed page (the daemon's watchdog heartbeat), and
         while waiting for a page that is being read."""
+        with self._poll_timer():
+            return self._poll(now, progress)
+
+    def _poll(self, now: datetime, progress: Callable[[], None]) -> PollResult:
         result = PollResult(first_sync=not self.store.first_sync_done(self.name))
         silent = result.first_sync and self.first_run != "announce"
         cursor = self.store.cursor(self.name)

@@ -15,6 +15,8 @@ from datetime import datetime
 from connector.alertmanager.delivery import SilenceReport
 from connector.apply import PollResult
 from connector.daemon import Daemon
+from connector.domain.events import Event
+from connector.domain.moments import news_at
 from connector.domain.window import Phase
 from connector.health import HealthSnapshot
 from connector.metrics import Metrics
@@ -56,6 +58,12 @@ class Telemetry:
         self._sink_state[sink] = error
         with self._store.transaction():
             self._store.set_sink_state(sink, SinkState(error=error, since=self._clock()))
+
+    def shown(self, channel: str, event: Event) -> None:
+        """Slack accepted the message telling ``event`` in ``channel``: the latency L1 is promised,
+        from the news (:func:`~connector.domain.moments.news_at`) to now."""
+        seconds = (self._clock() - news_at(event)).total_seconds()
+        self.metrics.shown(event.window.source, channel, seconds)
 
     def update_gauges(self, now: datetime) -> None:
         depth, age = self._store.outbox_stats(now)

@@ -11,6 +11,7 @@ It returns a :class:`Connector`, which only holds the parts and closes them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -138,7 +139,12 @@ def build_connector(
     wait = wait or stop.wait
     sl = settings.slack
     store = store or Store(settings.state.path)
-    metrics = Metrics(__version__, phases=[p.value for p in Phase])
+    metrics = Metrics(
+        __version__,
+        phases=[p.value for p in Phase],
+        sources=[sn.name for sn in settings.all_sources],
+        sinks=["slack", *(["alertmanager"] if settings.alertmanager is not None else [])],
+    )
     telemetry = Telemetry(metrics, store, clock)
     refreshes = RefreshRequests(store)
     state = RunState(started_at=clock())
@@ -172,6 +178,7 @@ def build_connector(
             targets_for=targets_for,
             reminder_minutes=reminder_minutes,
             lookback=timedelta(seconds=sn.lookback_seconds),
+            poll_timer=functools.partial(metrics.poll_timer, sn.name),
         )
         for source, sn in zip(sources, settings.all_sources, strict=True)
     ]
@@ -195,6 +202,8 @@ def build_connector(
             pace=Pacer(sl.post_interval, monotonic, wait),
             wait=wait,
             announce_in_thread=sl.announce_in_thread,
+            observe=metrics.slack_request,
+            on_shown=functools.partial(telemetry.shown, channel),
         )
         cs = sl.channel_settings(channel)
         digest = DigestPoster(

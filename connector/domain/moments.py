@@ -2,7 +2,8 @@
 
 A window's phase changes at its planned start and end (see ``phase_at``); a channel that wants a
 reminder is told N minutes before the start. Between two such moments nothing changes by time
-alone, so the tick can sleep until the next one.
+alone, so the tick can sleep until the next one. :func:`news_at` says when what an event tells
+became true: the start of the latency that L1 is promised.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
+from connector.domain.events import Event, EventKind
 from connector.domain.reconcile import Tracked
 from connector.domain.window import MaintenanceWindow, Phase, phase_at
 
@@ -32,3 +34,23 @@ def reminder_due(t: Tracked, now: datetime, minutes: int | None) -> bool:
     if not minutes or not t.announced or w.planned_start is None:
         return False
     return phase_at(w, now) is Phase.SCHEDULED and now >= w.planned_start - timedelta(minutes=minutes)
+
+
+def news_at(e: Event) -> datetime:
+    """When what ``e`` tells became true, never after the connector produced it (``e.at``): the
+    ticket's update (``updated_on``); for a start, end or overrun that time alone brought, the
+    planned start or end when that came later; for a reminder, a reroute or a withdrawal (no update
+    of the record says when), the moment the connector produced it."""
+    w = e.window
+    moment = w.updated_on or e.at
+    if e.kind in (EventKind.REMINDER, EventKind.REROUTED, EventKind.WITHDRAWN):
+        moment = e.at
+    brought_by_time = {
+        EventKind.STARTED: w.planned_start,
+        EventKind.ENDED: w.planned_end,
+        EventKind.OVERRAN: w.planned_end,
+    }
+    due = brought_by_time.get(e.kind)
+    if due is not None and due <= e.at:
+        moment = max(moment, due)
+    return min(moment, e.at)

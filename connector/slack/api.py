@@ -20,6 +20,7 @@ Every Slack answer is classified once, in :meth:`SlackChannel.call`:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,8 @@ class _DropErrors(logging.Filter):
 
 class SlackChannel:
     """One Slack channel through the Web API: ``pace`` may raise :class:`Interrupted`; ``wait`` is an
-    interruptible sleep that returns True when shutdown was requested."""
+    interruptible sleep that returns True when shutdown was requested; ``observe(method, seconds)`` is
+    told how long each request took (answered or failed), measured with ``timer``."""
 
     def __init__(
         self,
@@ -131,12 +133,16 @@ class SlackChannel:
         pace: Callable[[str], None] = lambda method: None,
         wait: Callable[[float], bool] = lambda seconds: False,
         max_rate_limit_waits: int = 5,
+        observe: Callable[[str, float], None] = lambda method, seconds: None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.client = client
         self.channel = channel
         self._pace = pace  # may raise Interrupted
         self._wait = wait  # interruptible sleep: returns True when shutdown was requested
         self._max_waits = max_rate_limit_waits
+        self._observe = observe  # e.g. the request-duration histogram
+        self._timer = timer
 
     def post(
         self,
@@ -188,9 +194,7 @@ class SlackChannel:
             if attempt or not paced:
                 self._pace(method)
             try:
-                if query is not None:
-                    return self.client.api_call(method, http_verb="GET", params=query)
-                return self.client.api_call(method, json=kwargs)
+                return self._request(method, query, kwargs)
             except SlackApiError as e:
                 a = Answer.of(e)
                 if a.status == 429 or a.error in RATE_LIMITED:
@@ -219,6 +223,16 @@ class SlackChannel:
                     raise _Unknown(type(e).__name__) from None
                 raise SinkRetryableError(f"Slack {method}: {type(e).__name__}") from None
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _request(self, method: str, query: dict[str, Any] | None, body: dict[str, Any]) -> Any:
+        """One request, timed whatever its outcome."""
+        started = self._timer()
+        try:
+            if query is not None:
+                return self.client.api_call(method, http_verb="GET", params=query)
+            return self.client.api_call(method, json=body)
+        finally:
+            self._observe(method, self._timer() - started)
 
     def find(self, ident: str, thread_ts: str | None, max_pages: int = 10) -> str | None:
         """Look for a message we may have posted (its metadata carries ``ident``)."""

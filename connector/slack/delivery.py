@@ -42,7 +42,7 @@ from datetime import datetime
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from connector.domain.events import EventKind
+from connector.domain.events import Event, EventKind
 from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Problem
 from connector.slack.api import GONE, Answer, Interrupted, SlackChannel
@@ -92,12 +92,18 @@ class SlackSink:
         wait: Callable[[float], bool] = lambda seconds: False,
         max_rate_limit_waits: int = 5,
         announce_in_thread: bool = False,
+        observe: Callable[[str, float], None] = lambda method, seconds: None,
+        on_shown: Callable[[Event], None] = lambda event: None,
     ) -> None:
+        """``observe``: see :class:`SlackChannel`. ``on_shown(event)``: Slack just accepted the message
+        that tells ``event`` (its reply, or the new parent that carries an announcement); not called
+        for a message found again after an unknown outcome (when it was accepted is not known)."""
         self.api = SlackChannel(
-            client, channel, pace=pace, wait=wait, max_rate_limit_waits=max_rate_limit_waits
+            client, channel, pace=pace, wait=wait, max_rate_limit_waits=max_rate_limit_waits, observe=observe
         )
         self.channel = channel
         self._wait = wait
+        self._on_shown = on_shown
         self.store = store
         self.target = Target.slack(channel)
         self._context = context
@@ -249,6 +255,8 @@ class SlackSink:
             return
         self._parent_posted(key, ts, _fingerprint(rendered), announces, now, report)
         report.posted += 1
+        for d in announces:
+            self._on_shown(d.event)
 
     def _forget_parent(self, key: tuple[str, str]) -> None:
         self._set_parent_state(key, "pending")
@@ -334,6 +342,7 @@ class SlackSink:
         with self.store.transaction():
             self.store.mark_delivery(d.event_id, self.target, "done", now, ts=ts)
         report.posted += 1
+        self._on_shown(d.event)
 
     def _mark(self, d: Delivery, state: str, now: datetime, error: str | None = None) -> None:
         with self.store.transaction():
