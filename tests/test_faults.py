@@ -57,7 +57,8 @@ def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if ROWS and reporter is not None and capture is not None and request.config.get_verbosity() > 0:
+    verbose = request.config.getoption("verbose") > 0  # (config.get_verbosity() is pytest 8+)
+    if ROWS and reporter is not None and capture is not None and verbose:
         with capture.global_and_fixture_disabled():
             reporter.write_sep("-", "fault table (python -m bench.fault_table)")
             reporter.write_line(format_table(ROWS))

@@ -14,14 +14,16 @@ from connector.logs import TransitionLog, register_secret, setup_logging
 SECRET = "s3cr3t-p@ss/word"
 
 
-def setup(fmt: str, level: str = "DEBUG", environ: dict[str, str] | None = None) -> io.StringIO:
+def configure(fmt: str, level: str = "DEBUG", environ: dict[str, str] | None = None) -> io.StringIO:
+    """Logging set up into a string. (Not named ``setup``: pytest 7 runs a module-level ``setup()``
+    before each test, nose style, passing it the module.)"""
     out = io.StringIO()
     setup_logging(level, fmt, out, environ=environ or {})
     return out
 
 
 def test_journal_prefixes_every_line_with_the_syslog_priority() -> None:
-    out = setup("journal")
+    out = configure("journal")
     log = logging.getLogger("connector.sync")
     log.debug("d")
     log.info("fetched %d tickets", 3)
@@ -47,7 +49,7 @@ def test_journal_prefixes_every_line_with_the_syslog_priority() -> None:
 
 
 def test_text_has_utc_timestamp_level_logger_message() -> None:
-    out = setup("text")
+    out = configure("text")
     logging.getLogger("connector.daemon").info("started")
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO connector\.daemon: started\n", out.getvalue()
@@ -55,7 +57,7 @@ def test_text_has_utc_timestamp_level_logger_message() -> None:
 
 
 def test_json_lines_parse_and_carry_extra_fields() -> None:
-    out = setup("json")
+    out = configure("json")
     log = logging.getLogger("connector.sync")
     log.info("window %s announced", "CHG0000023", extra={"ticket": "CHG0000023", "source": "servicenow"})
     try:
@@ -75,7 +77,7 @@ def test_json_lines_parse_and_carry_extra_fields() -> None:
 
 @pytest.mark.parametrize("fmt", ["text", "journal", "json"])
 def test_registered_secret_is_redacted_in_message_args_exception_and_traceback(fmt: str) -> None:
-    out = setup(fmt)
+    out = configure(fmt)
     register_secret(SECRET)
     log = logging.getLogger("connector.servicenow")
     log.info("logging in with %s", SECRET, extra={"detail": f"pw={SECRET}"})
@@ -96,7 +98,7 @@ def test_registered_secret_is_redacted_in_message_args_exception_and_traceback(f
 
 
 def test_url_encoded_secret_is_redacted() -> None:
-    out = setup("text")
+    out = configure("text")
     register_secret(SECRET)
     logging.getLogger("x").error("GET https://snow/?pw=%s", "s3cr3t-p%40ss%2Fword")
     assert "pw=***" in out.getvalue()
@@ -104,15 +106,15 @@ def test_url_encoded_secret_is_redacted() -> None:
 
 @pytest.mark.parametrize("value", ["", "abc"])
 def test_short_secrets_are_ignored(value: str) -> None:
-    out = setup("text")
+    out = configure("text")
     register_secret(value)
     logging.getLogger("x").info("abcdef")
     assert "abcdef" in out.getvalue()
 
 
 def test_setup_twice_replaces_our_handler() -> None:
-    setup("text")
-    out = setup("json")
+    configure("text")
+    out = configure("json")
     ours = [h for h in logging.getLogger().handlers if h.get_name() == "itsm-connector"]
     assert len(ours) == 1
     logging.getLogger("x").info("once")
@@ -144,7 +146,7 @@ def test_auto_picks_text_when_journal_stream_is_inherited_but_not_ours(tmp_path:
 
 
 def test_auto_without_journal_stream_is_text() -> None:
-    out = setup("auto", environ={})
+    out = configure("auto", environ={})
     logging.getLogger("x").info("hi")
     assert out.getvalue().endswith(" INFO x: hi\n")
 
