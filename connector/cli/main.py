@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (shell completion: argcomplete's hook looks for this in the first 1 KB)
 """Command line: ``itsm-connector {run,sync,check,windows,status,demo}``. No business logic here.
 
 Exit codes: 0 success; 1 a check or sync failed, or a state failure that may pass by itself (disk
@@ -68,8 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Shell completion, when the optional ``completion`` extra (argcomplete) is installed: answers
+    the shell hook's request and exits; does nothing otherwise."""
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    _complete(parser)
+    args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             from connector.cli.demo import run_demo
