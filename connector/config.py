@@ -29,7 +29,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.alertmanager.settings import AlertmanagerSettings
-from connector.credentials import is_token, resolve_secrets, secret_items, secret_shape
+from connector.credentials import (
+    inline_notice,
+    inline_secrets,
+    is_token,
+    resolve_secrets,
+    secret_items,
+    secret_shape,
+)
 from connector.domain.routing import Route
 from connector.errors import ConfigError
 from connector.servicenow.lookback import default_lookback
@@ -37,6 +44,21 @@ from connector.servicenow.mapping import SourceMapping
 from connector.transport import insecure_notice, is_cleartext_remote, refused
 
 DEFAULT_CONFIG_PATH = Path("/etc/itsm-connector/config.yaml")
+#: the environment variable naming the config file when ``-c`` is not given
+CONFIG_ENV = "ITSM_CONNECTOR_CONFIG"
+ENV_PREFIX = "ITSM_"
+MISSING_CONFIG_HINT = (
+    f"give one with -c FILE (or {CONFIG_ENV}=FILE); start from config.example.yaml (every key, with its "
+    "default), or try `itsm-connector simulate`, which writes a ready-to-use one"
+)
+
+
+def valid_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA timezone {v!r} (e.g. Asia/Seoul, UTC)") from None
+    return v
 
 
 class _Strict(BaseModel):
@@ -93,6 +115,31 @@ class ServiceNowSettings(_Strict):
         return self
 
 
+class ChannelSettings(_Strict):
+    """Per-channel overrides; a channel not listed uses the ``slack`` defaults."""
+
+    id: str
+    locale: Literal["ko", "en"] | None = None
+    timezone: str | None = None
+    digest_times: list[str] = Field(default_factory=list)
+    reminder_minutes: int | None = Field(None, ge=1, le=24 * 60)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else valid_timezone(v)
+
+    @field_validator("digest_times")
+    @classmethod
+    def _times(cls, v: list[str]) -> list[str]:
+        for t in v:
+            try:
+                time.fromisoformat(t)
+            except ValueError:
+                raise ValueError(f"{t!r} is not a local time HH:MM") from None
+        return v
+
+
 class SlackSettings(_Strict):
     token: SecretStr | None = None
     channel: str
@@ -120,11 +167,7 @@ class SlackSettings(_Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA timezone {v!r} (e.g. Asia/Seoul, UTC)") from None
-        return v
+        return valid_timezone(v)
 
     @field_validator("overrun_mention")
     @classmethod
@@ -147,31 +190,6 @@ class SlackSettings(_Strict):
         return own.model_copy(
             update={"locale": own.locale or self.locale, "timezone": own.timezone or self.timezone}
         )
-
-
-class ChannelSettings(_Strict):
-    """Per-channel overrides; a channel not listed uses the ``slack`` defaults."""
-
-    id: str
-    locale: Literal["ko", "en"] | None = None
-    timezone: str | None = None
-    digest_times: list[str] = Field(default_factory=list)
-    reminder_minutes: int | None = Field(None, ge=1, le=24 * 60)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        return None if v is None else SlackSettings._tz(v)
-
-    @field_validator("digest_times")
-    @classmethod
-    def _times(cls, v: list[str]) -> list[str]:
-        for t in v:
-            try:
-                time.fromisoformat(t)
-            except ValueError:
-                raise ValueError(f"{t!r} is not a local time HH:MM") from None
-        return v
 
 
 class StateSettings(_Strict):
@@ -212,9 +230,11 @@ class HealthSettings(_Strict):
     board_token: SecretStr | None = None
     board_refresh: float = Field(default=15.0, ge=1, le=600)  # seconds between the page's polls
 
-    @field_validator("listen")
+    @field_validator("listen", mode="before")
     @classmethod
-    def _listen(cls, v: str) -> str:
+    def _listen(cls, v: object) -> object:
+        if not isinstance(v, str):  # `listen: 9464` reads as a number: say what is wanted, not "a string"
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464")
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464")
@@ -244,6 +264,8 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     #: (key, path) of every secret read from a file, for :meth:`warnings` (set by :func:`load_settings`)
     _secret_files: list[tuple[str, Path]] = PrivateAttr(default_factory=list)
+    #: (key, config file) of every secret written in the config file itself, for :meth:`warnings`
+    _inline_secrets: list[tuple[str, Path]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _sources(self) -> Settings:
@@ -279,7 +301,8 @@ class Settings(BaseSettings):
 
     def warnings(self) -> list[str]:
         """What is allowed but unsafe, to log at every start: clear-text http opted into with
-        ``allow_insecure_http``, secret files that the group or others can read."""
+        ``allow_insecure_http``, secrets written in the config file, secret files that the group or
+        others can read."""
         out = []
         for i, sn in enumerate(self.all_sources):
             if sn.allow_insecure_http and is_cleartext_remote(sn.url):
@@ -292,6 +315,8 @@ class Settings(BaseSettings):
         am = self.alertmanager
         if am is not None and am.allow_insecure_http and am.has_credentials and is_cleartext_remote(am.url):
             out.append(insecure_notice("alertmanager", am.url, "the Alertmanager credentials"))
+        for key, path in self._inline_secrets:
+            out.append(inline_notice(key, path))
         for key, path in self._secret_files:
             try:
                 mode = path.stat().st_mode
@@ -316,15 +341,48 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)  # the environment overrides the file
 
 
-def _format_errors(err: ValidationError) -> list[str]:
+def _format_errors(err: ValidationError, environ: Mapping[str, str]) -> list[str]:
+    from_env = _environment_keys(environ)
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (typo?)"
-        lines.append(f"{key}: {msg}")
+        elif e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        var = next((v for k, v in from_env.items() if key == k or key.startswith(k + ".")), None)
+        lines.append(f"{key}: {msg} (from the environment variable {var})" if var else f"{key}: {msg}")
     return lines
+
+
+def _environment_keys(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dotted config key -> the ``ITSM_*`` variable setting it (``slack.channel``: ITSM_SLACK__CHANNEL)."""
+    return {
+        name[len(ENV_PREFIX) :].lower().replace("__", "."): name
+        for name in environ
+        if name.startswith(ENV_PREFIX) and "__" in name
+    }
+
+
+def _unknown_sections(environ: Mapping[str, str]) -> list[str]:
+    """``ITSM_SLAK__CHANNEL``: a variable shaped like an override of a section that does not exist
+    (pydantic-settings would ignore it silently)."""
+    sections = set(Settings.model_fields)
+    return [
+        f"environment variable {var}: no config section {key.split('.')[0]!r} "
+        f"(sections: {', '.join(sorted(sections))})"
+        for key, var in sorted(_environment_keys(environ).items())
+        if key.split(".")[0] not in sections
+    ]
+
+
+def _yaml_problem(path: Path, e: yaml.YAMLError) -> str:
+    """The parser's reason and where: 'found character '\\t' that cannot start any token'."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    reason = " ".join(str(p) for p in (getattr(e, "context", None), getattr(e, "problem", None)) if p)
+    return f"config file {path} is not valid YAML{where}" + (f": {reason}" if reason else "")
 
 
 def load_settings(
@@ -339,18 +397,17 @@ def load_settings(
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found", problems=[]) from None
+            raise ConfigError(f"config file {path} not found: {MISSING_CONFIG_HINT}", problems=[]) from None
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}", problems=[]) from None
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"config file {path} is not valid YAML{where}", problems=[]) from None
+            raise ConfigError(_yaml_problem(path, e), problems=[]) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: the top level must be a mapping of keys", problems=[])
         data = loaded
+    inline = inline_secrets(data)  # before the files fill in theirs
     files: list[tuple[str, Path]] = []
     problems = resolve_secrets(data, env, files)
     if not secrets_required:
@@ -361,11 +418,12 @@ def load_settings(
         and not any(k.startswith("ITSM_SERVICENOW__") for k in os.environ)
     ):
         problems.insert(0, "servicenow: Field required (or a list of sources)")
+    problems += _unknown_sections(os.environ)
     try:
         settings = Settings(**data)
     except ValidationError as e:
-        found = _format_errors(e)
-        found = [p for p in found if not p.startswith("(top level): Value error, servicenow (or sources)")]
+        found = _format_errors(e, os.environ)
+        found = [p for p in found if not p.startswith("(top level): servicenow (or sources)")]
         raise ConfigError(
             f"invalid configuration in {path or 'environment'}", problems=found + problems
         ) from None
@@ -376,4 +434,5 @@ def load_settings(
     if problems:
         raise ConfigError(f"invalid configuration in {path or 'environment'}", problems=problems)
     settings._secret_files = files
+    settings._inline_secrets = [(key, path) for key in inline if path is not None]
     return settings

@@ -56,6 +56,52 @@ def secret_shape(value: str, *, token: bool) -> str | None:
     return None
 
 
+#: secret key -> where it belongs instead of the config file (a sibling key, else the environment)
+_BELONGS = {"password": "password_file", "token": "token_file", "bearer_token": "bearer_token_file"}
+
+
+def inline_secrets(data: dict[str, Any]) -> list[str]:
+    """Dotted keys of the secrets written in the config file itself (``slack.token: xoxb-…``): the
+    config is often world-readable, copied into tickets and pasted into chats; a secret belongs in a
+    credential file. Read from the raw file, before the secret files fill in theirs."""
+    found = []
+    for section, key, *_ in SECRETS:
+        sect = data.get(section)
+        if isinstance(sect, dict) and sect.get(key):
+            found.append(f"{section}.{key}")
+    for i, src in enumerate(data.get("sources") or []):
+        if isinstance(src, dict) and src.get("password"):
+            found.append(f"sources.{i}.password")
+    for where in ["servicenow", *(f"sources.{i}" for i in range(len(data.get("sources") or [])))]:
+        sect = _at(data, where)
+        if isinstance(sect, dict) and sect.get("oauth_client_secret"):
+            found.append(f"{where}.oauth_client_secret")
+    return found
+
+
+def inline_notice(key: str, path: Path) -> str:
+    """The warning for a secret written in the config file: which key, and where it belongs."""
+    section, _, name = key.rpartition(".")
+    env = f"ITSM_{key.upper().replace('.', '__')}"
+    instead = f"{section}.{_BELONGS[name]} (a file of mode 0600), " if name in _BELONGS else ""
+    return (
+        f"{key}: written inline in {path}: anyone who can read the config can use it; "
+        f"move it to {instead}a systemd credential, or {env}"
+    )
+
+
+def _at(data: dict[str, Any], where: str) -> object:
+    node: object = data
+    for part in where.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
 def is_token(key: str) -> bool:
     return key.endswith(("token", "secret"))
 

@@ -20,6 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.slack.api import PERMANENT, Answer
+from connector.unreachable import why_unreachable
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{4,}")  # Slack channel names are lower case
 POST_SCOPE = "chat:write"
@@ -39,7 +40,8 @@ def check_slack(client: WebClient, channels: dict[str, list[str]]) -> list[Resul
         err = Answer.of(e).describe()
         return [Result(False, f"slack token: {err}: {PERMANENT.get(err, 'see the Slack API docs')}")]
     except OSError as e:
-        return [Result(False, f"slack: cannot reach {client.base_url}: {type(e).__name__}")]
+        why = why_unreachable(e, client.base_url, client.timeout)
+        return [Result(False, f"slack: cannot reach {client.base_url}: {why}")]
     scopes = _scopes(auth)
     results = [Result(True, f"slack token: valid, bot {auth.get('user')} in workspace {auth.get('team')}")]
     if scopes is not None and POST_SCOPE not in scopes:
@@ -72,7 +74,8 @@ def _channel(client: WebClient, channel: str, label: str, scopes: frozenset[str]
             return Result(False, f"{label}: {_why(err)}")
         info = {}  # no channels:read: membership from the history instead
     except OSError as e:
-        return Result(False, f"{label}: cannot reach Slack: {type(e).__name__}")
+        why = why_unreachable(e, client.base_url, client.timeout)
+        return Result(False, f"{label}: cannot reach Slack: {why}")
     problems = []
     if not info:
         try:
@@ -81,7 +84,8 @@ def _channel(client: WebClient, channel: str, label: str, scopes: frozenset[str]
         except SlackApiError as e:
             return Result(False, f"{label}: {_why(Answer.of(e).describe())}")
         except OSError as e:
-            return Result(False, f"{label}: cannot reach Slack: {type(e).__name__}")
+            why = why_unreachable(e, client.base_url, client.timeout)
+            return Result(False, f"{label}: cannot reach Slack: {why}")
     if info.get("is_archived"):
         problems.append("the channel is archived: unarchive it or route elsewhere")
     if not info.get("is_member", False):
@@ -138,7 +142,7 @@ class _Directory:
             err = Answer.of(e).describe()
             self._error = "the token lacks channels:read" if err == "missing_scope" else err
         except OSError as e:
-            self._error = type(e).__name__
+            self._error = why_unreachable(e, self._client.base_url, self._client.timeout)
         return self._ids
 
 
