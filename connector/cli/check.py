@@ -8,13 +8,15 @@
 * Alertmanager, when configured: ready, and API v2 answering with the configured credentials.
 
 Every line starts ``ok`` or ``FAIL`` and names its source, channel or Alertmanager; the exit code is
-1 when any line fails. Output goes through the log redaction: an error that quotes a secret (a server
-echoing a header) prints ``***``.
+1 when any line fails. The results go to stdout; while checking, only errors are logged (to stderr),
+so no library's debug lines end up between them. Output goes through the log redaction: an error
+that quotes a secret (a server echoing a header) prints ``***``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING
 
 from connector.config import ServiceNowSettings, Settings
@@ -27,7 +29,13 @@ if TYPE_CHECKING:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    results = check_sources(settings) + _check_slack(settings) + check_alertmanager(settings)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # the results say it all: no library chatter between them
+    try:
+        results = check_sources(settings) + _check_slack(settings) + check_alertmanager(settings)
+    finally:
+        root.setLevel(level)
     for r in results:
         print(redact(f"{'ok  ' if r.ok else 'FAIL'} {r.text}"), flush=True)
     return 0 if all(r.ok for r in results) else 1

@@ -1,72 +1,110 @@
 # PYTHON_ARGCOMPLETE_OK (shell completion: argcomplete's hook looks for this in the first 1 KB)
-"""Command line: ``itsm-connector {run,sync,check,windows,status,demo}``. No business logic here.
+"""The ``itsm-connector`` command line: argument parsing, the config file, exit codes. No business logic.
 
 Exit codes: 0 success; 1 a check or sync failed, or a state failure that may pass by itself (disk
 full); 2 bad configuration or usage; 3 the state database is in use by another process (its lock);
 4 the state database needs an operator (damaged, read-only, deleted or replaced while running). Each
-with one readable message, no traceback. The commands themselves live in ``service`` (run, sync,
-check) and ``report`` (windows, status, digest, calendar).
+with one readable message, no traceback. The commands live in ``service`` (run, sync), ``check``,
+``report`` (windows, status, digest, calendar), ``demo`` and ``simulate``. The help text below is
+what ``itsm-connector --help`` shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from connector import __version__
-from connector.cli.check import cmd_check
-from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
-from connector.cli.service import cmd_run, cmd_sync
-from connector.config import DEFAULT_CONFIG_PATH, load_settings
+from connector.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from connector.errors import ConfigError, StateError, StateLocked
-from connector.logs import register_secret, setup_logging
 
 log = logging.getLogger("connector")
+
+DESCRIPTION = """\
+Keeps a Slack channel current with the maintenance windows of ServiceNow change tickets: one message
+per window, updated in place, its lifecycle in the thread (and, optionally, Alertmanager silences)."""
+
+EPILOG = f"""\
+new here?
+  itsm-connector demo        an evening of change work, played in a second (nothing to set up)
+  itsm-connector simulate    ServiceNow and Slack simulators and a config for them: try check, sync,
+                             run and status against it (it prints how)
+
+config:
+  -c FILE (before or after the command), else ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH}.
+  config.example.yaml documents every key; secrets go in files (see README, "Install").
+
+exit codes:
+  0 ok; 1 a check, a sync or a source failed (each named on stderr); 2 bad configuration or usage;
+  3 the state database is in use by another process; 4 the state database needs an operator."""
+
+#: commands that only read the state database: they need no secrets
+READ_ONLY = ("windows", "status", "digest", "calendar")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="itsm-connector", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="itsm-connector",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"itsm-connector {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("-c", "--config", type=Path, metavar="FILE", help="the YAML config file (see below)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
     def cmd(name: str, help: str, config: bool = True) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
-        if config:
+        if config:  # also after the command; SUPPRESS keeps one given before it
             c.add_argument(
                 "-c",
                 "--config",
                 type=Path,
-                default=DEFAULT_CONFIG_PATH,
-                help=f"YAML config file (default {DEFAULT_CONFIG_PATH})",
+                metavar="FILE",
+                default=argparse.SUPPRESS,
+                help=f"YAML config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
             )
         return c
 
-    run = cmd("run", "run the daemon (under systemd: Type=notify)")
+    run = cmd("run", "run the daemon: poll, keep Slack current, until stopped (under systemd: Type=notify)")
     run.add_argument("--dry-run", action="store_true", help="print messages instead of sending them")
-    sync = cmd("sync", "one cycle: poll every source, reconcile, deliver to every sink, exit")
-    sync.add_argument("--once", action="store_true", default=True, help="(the default) a single cycle")
+    sync = cmd("sync", "one cycle: poll every source, deliver to every channel and Alertmanager, exit")
+    sync.add_argument("--once", action="store_true", help=argparse.SUPPRESS)  # it always was one cycle
     sync.add_argument("--dry-run", action="store_true", help="print messages instead of sending them")
     cmd("check", "check the config, every source, the Slack token and every channel, and Alertmanager")
-    w = cmd("windows", "list known windows and their phase")
+    w = cmd("windows", "list known windows and their phase (reads the state only)")
     w.add_argument("--problems", action="store_true", help="list rejected tickets and why")
     w.add_argument("--json", action="store_true", help="machine-readable output")
-    cmd("status", "last poll, cursor, outbox, problems and health in one screen")
-    dg = cmd("digest", "the shift digest of each channel, as it would be posted now")
-    dg.add_argument("--print", action="store_true", default=True, help="(the default) print, do not post")
+    cmd("status", "health, last poll, cursor, outbox and problems in one screen (reads the state only)")
+    dg = cmd("digest", "print each channel's shift digest as it would be posted now (reads the state only)")
+    dg.add_argument("--print", action="store_true", help=argparse.SUPPRESS)  # it only ever printed
     dg.add_argument("--channel", help="only this channel id")
-    cal = cmd(
-        "calendar", "the windows as an iCalendar feed on stdout (itsm-connector calendar > windows.ics)"
-    )
+    cal = cmd("calendar", "the windows as an iCalendar feed on stdout (itsm-connector calendar > w.ics)")
     cal.add_argument("--channel", help="only the windows this channel follows")
-    demo = cmd("demo", "run the real pipeline against built-in ServiceNow and Slack simulators", config=False)
+    demo = cmd("demo", "the real pipeline against built-in simulators, on a scripted evening", config=False)
     demo.add_argument("--locale", choices=["ko", "en"], default="ko")
     demo.add_argument("--timezone", default="Asia/Seoul")
+    sim = cmd(
+        "simulate",
+        "start ServiceNow and Slack simulators on loopback and write a config for them; Ctrl-C stops",
+        config=False,
+    )
+    from connector.cli.simulate import add_arguments
+
+    add_arguments(sim)
     return p
+
+
+def config_path(args: argparse.Namespace, environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """``-c`` (before or after the command), else ``$ITSM_CONNECTOR_CONFIG``, else the default."""
+    env = os.environ if environ is None else environ
+    if args.config is not None:
+        return Path(args.config)
+    return Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else DEFAULT_CONFIG_PATH
 
 
 def _complete(parser: argparse.ArgumentParser) -> None:
@@ -83,13 +121,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     _complete(parser)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "demo":
-            from connector.cli.demo import run_demo
+    if args.command == "demo":
+        from connector.cli.demo import run_demo
 
-            return run_demo(locale=args.locale, timezone=args.timezone)
-        # status and windows only read the state database: they run without the service's secrets
-        settings = load_settings(args.config, secrets_required=args.command not in ("status", "windows"))
+        return run_demo(locale=args.locale, timezone=args.timezone)
+    if args.command == "simulate":
+        from connector.cli.simulate import cmd_simulate
+
+        return cmd_simulate(args)
+    return _configured(args)
+
+
+def _configured(args: argparse.Namespace) -> int:
+    from connector.config import load_settings
+    from connector.logs import register_secret, setup_logging
+
+    args.config = config_path(args)
+    try:
+        settings = load_settings(args.config, secrets_required=args.command not in READ_ONLY)
     except ConfigError as e:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2
@@ -99,17 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("run", "sync", "check"):  # the commands that send credentials somewhere
         for warning in settings.warnings():
             log.warning("%s", warning)
-    handlers = {
-        "run": cmd_run,
-        "sync": cmd_sync,
-        "check": cmd_check,
-        "windows": cmd_windows,
-        "status": cmd_status,
-        "digest": cmd_digest,
-        "calendar": cmd_calendar,
-    }
     try:
-        return handlers[args.command](settings, args)
+        return _handler(args.command)(settings, args)
     except ConfigError as e:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2
@@ -123,5 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _handler(command: str):  # type: ignore[no-untyped-def]
+    from connector.cli.check import cmd_check
+    from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
+    from connector.cli.service import cmd_run, cmd_sync
+
+    return {
+        "run": cmd_run,
+        "sync": cmd_sync,
+        "check": cmd_check,
+        "windows": cmd_windows,
+        "status": cmd_status,
+        "digest": cmd_digest,
+        "calendar": cmd_calendar,
+    }[command]

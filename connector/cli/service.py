@@ -10,6 +10,8 @@ import sqlite3
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,13 +32,13 @@ log = logging.getLogger(__name__)
 STOP_DEADLINE = 9.0
 
 
-def _dry_run_store(settings: Settings) -> Path:
-    """A throwaway copy of the state, so a dry run changes nothing real (and takes no lock). A damaged
-    database is said as such, by its own path, rather than found damaged in the copy."""
+def _dry_run_store(settings: Settings, tmp: Path) -> Path:
+    """A throwaway copy of the state in ``tmp``, so a dry run changes nothing real (and takes no lock).
+    A damaged database is said as such, by its own path, rather than found damaged in the copy."""
     from connector.store.connection import connect
     from connector.store.failures import damaged, state_error
 
-    tmp = Path(tempfile.mkdtemp(prefix="itsm-dry-run-")) / "state.db"
+    tmp = tmp / "state.db"
     path = str(settings.state.path)
     if settings.state.path.exists():
         try:
@@ -55,25 +57,38 @@ def _dry_run_store(settings: Settings) -> Path:
     return tmp
 
 
-def _build(settings: Settings, args: argparse.Namespace, stop: threading.Event | None = None) -> Connector:
+@contextmanager
+def _built(
+    settings: Settings, args: argparse.Namespace, stop: threading.Event | None = None
+) -> Iterator[Connector]:
+    """The connector for ``run`` and ``sync``, closed on the way out. ``--dry-run``: on a throwaway
+    copy of the state (deleted on the way out too), with a Slack client that prints instead of sending."""
     from connector.slack.printing import PrintingSlackClient
     from connector.store.sqlite import Store
     from connector.wiring import build_connector
 
-    if getattr(args, "dry_run", False):
-        path = _dry_run_store(settings)
-        print(f"dry run: state copied to {path}; messages are printed, not sent", file=sys.stderr)
-        return build_connector(
-            settings, stop=stop, slack_client=PrintingSlackClient(sys.stdout), store=Store(path)
-        )
-    lock = _lock_state(settings.state.path, args.command)
-    try:
-        connector = build_connector(settings, stop=stop)
-    except BaseException:
-        lock.release()
-        raise
-    connector.state_lock = lock
-    return connector
+    with ExitStack() as stack:
+        if getattr(args, "dry_run", False):
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="itsm-dry-run-")))
+            path = _dry_run_store(settings, tmp)
+            print(
+                "dry run: on a throwaway copy of the state (deleted at exit); "
+                "messages are printed here, nothing is sent",
+                file=sys.stderr,
+            )
+            app = build_connector(
+                settings, stop=stop, slack_client=PrintingSlackClient(sys.stdout), store=Store(path)
+            )
+        else:
+            lock = _lock_state(settings.state.path, args.command)
+            try:
+                app = build_connector(settings, stop=stop)
+            except BaseException:
+                lock.release()
+                raise
+            app.state_lock = lock
+        stack.callback(app.close)  # before the copy is deleted: the store closes first
+        yield app
 
 
 def _lock_state(path: Path, command: str) -> StateLock:
@@ -102,35 +117,33 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     notifier = Notifier.from_env()
 
     SignalWatcher(stop, hup, deadline=STOP_DEADLINE).install()
-    app = _build(settings, args, stop)
-    if app.health is not None:
+    with _built(settings, args, stop) as app:
+        if app.health is not None:
+            try:
+                app.health.start()
+            except OSError as e:  # e.g. the port is taken: say so plainly, systemd retries (on-failure)
+                log.error("cannot listen on health.listen %s: %s", settings.health.listen, e.strerror or e)
+                return 1
+        beat = Heartbeat(notifier, app.view.status_line)
+
+        def heartbeat() -> None:
+            beat()
+            if hup.is_set():
+                hup.clear()
+                _check_reload(settings, args.config)
+
+        log.info(
+            "itsm-connector %s started: %s, channel %s, state %s",
+            __version__,
+            ", ".join(f"source {sn.name} ({sn.url})" for sn in settings.all_sources),
+            settings.slack.channel,
+            "a throwaway copy (dry run)" if getattr(args, "dry_run", False) else app.store.path,
+        )
+        notifier.send(READY=1, STATUS="started; first poll running")
         try:
-            app.health.start()
-        except OSError as e:  # e.g. the port is taken: say so plainly, systemd retries (on-failure)
-            log.error("cannot listen on health.listen %s: %s", settings.health.listen, e.strerror or e)
-            app.close()
-            return 1
-    beat = Heartbeat(notifier, app.view.status_line)
-
-    def heartbeat() -> None:
-        beat()
-        if hup.is_set():
-            hup.clear()
-            _check_reload(settings, args.config)
-
-    log.info(
-        "itsm-connector %s started: source %s, channel %s, state %s",
-        __version__,
-        settings.primary_source.url,
-        settings.slack.channel,
-        app.store.path,
-    )
-    notifier.send(READY=1, STATUS="started; first poll running")
-    try:
-        app.daemon.run(heartbeat=heartbeat, max_nap=beat.ping_every)
-    finally:
-        notifier.stopping()
-        app.close()
+            app.daemon.run(heartbeat=heartbeat, max_nap=beat.ping_every)
+        finally:
+            notifier.stopping()
     log.info("stopped")
     return 0
 
@@ -166,13 +179,13 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     time-driven events, then every sink: the Alertmanager silences first (a parent message names its
     silence), then each Slack channel. A failed source holds back no other and no delivery; the exit
     code is 1 when anything failed, each failure named on stderr."""
-    app = _build(settings, args)
     failed: list[str] = []
+    dry_run = bool(getattr(args, "dry_run", False))
 
     def say(line: str) -> None:
         print(redact(line), flush=True)
 
-    try:
+    with _built(settings, args) as app:
         app.daemon.poll()
         app.daemon.tick()
         for name, st in app.daemon.state.sources.items():
@@ -181,7 +194,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 say(f"source {name}: fetched {st.last_result.fetched}, events {st.last_result.events}")
         now = app.daemon.clock()
-        if app.silences is not None and getattr(args, "dry_run", False):
+        if app.silences is not None and dry_run:
             say("alertmanager: not contacted (dry run)")
         elif app.silences is not None:
             try:
@@ -201,12 +214,22 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
                 app.telemetry.sink_result(target, None, str(e))
                 continue
             app.telemetry.sink_result(target, report, None)
-            say(f"slack {channel}: posted {report.posted}, updated {report.updated}")
-    finally:
-        app.close()
+            say(f"slack {channel}: {delivery_summary(report, dry_run)}")
     for problem in failed:
         print(redact(f"sync failed: {problem}"), file=sys.stderr)
     return 1 if failed else 0
+
+
+def delivery_summary(report: DeliveryReport, dry_run: bool) -> str:
+    """``posted 3 (1 digest), updated 2``; in a dry run ``printed …`` (nothing was sent)."""
+    digests = f" ({report.digests} digest{'s' if report.digests > 1 else ''})" if report.digests else ""
+    verb = "printed" if dry_run else "posted"
+    text = f"{verb} {report.posted}{digests}, updated {report.updated}"
+    if report.recovered:
+        text += f", recovered {report.recovered}"
+    if report.poisoned:
+        text += f", refused {len(report.poisoned)}"
+    return text + (" (dry run: nothing sent)" if dry_run else "")
 
 
 def deliver_everywhere(app: Connector, now: datetime) -> DeliveryReport:
@@ -217,6 +240,7 @@ def deliver_everywhere(app: Connector, now: datetime) -> DeliveryReport:
     for feed in app.feeds.values():
         r = feed.deliver(now)
         total.posted, total.updated = total.posted + r.posted, total.updated + r.updated
+        total.digests += r.digests
         total.recovered += r.recovered
         total.poisoned += r.poisoned
     return total

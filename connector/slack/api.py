@@ -138,6 +138,8 @@ class SlackChannel:
     ) -> None:
         self.client = client
         self.channel = channel
+        #: a stand-in client that prints instead of sending (``--dry-run``): logs say "printed"
+        self.dry_run = bool(getattr(client, "dry_run", False))
         self._pace = pace  # may raise Interrupted
         self._wait = wait  # interruptible sleep: returns True when shutdown was requested
         self._max_waits = max_rate_limit_waits
@@ -203,7 +205,12 @@ class SlackChannel:
                         raise SinkRetryableError(
                             f"Slack {method}: still rate limited after {attempt} waits", retry_after=wait
                         ) from None
-                    log.info("Slack rate limit on %s: waiting %.0fs as Retry-After asks", method, wait)
+                    log.info(
+                        "Slack rate limit on %s in %s: waiting %.0fs as Retry-After asks",
+                        method,
+                        self.channel,
+                        wait,
+                    )
                     if self._wait(wait):
                         raise Interrupted("shutdown during a Slack rate-limit wait") from None
                     continue

@@ -62,7 +62,8 @@ EVENT_TYPE = "itsm_event"
 
 @dataclass
 class DeliveryReport:
-    posted: int = 0
+    posted: int = 0  # digests included
+    digests: int = 0
     updated: int = 0
     failed: int = 0
     recovered: int = 0
@@ -230,8 +231,9 @@ class SlackSink:
             found = self.api.find(ident, None)
             if found:
                 log.warning(
-                    "recovered the parent message of %s from Slack (ts %s): not posting it again",
+                    "recovered the parent message of %s in %s from Slack (ts %s): not posting it again",
                     rendered_number(self.store, key),
+                    self.channel,
                     found,
                 )
                 self._parent_posted(key, found, None, announces, now, report)
@@ -284,8 +286,9 @@ class SlackSink:
             err = Answer.of(e).error
             if err in GONE:
                 log.warning(
-                    "the parent message of %s is gone from Slack (%s): posting a new one",
+                    "the parent message of %s is gone from %s (%s): posting a new one",
                     rendered_number(self.store, key),
+                    self.channel,
                     err,
                 )
                 self._forget_parent(key)
@@ -310,9 +313,10 @@ class SlackSink:
             found = self.api.find(ident, msg.ts)
             if found:
                 log.warning(
-                    "recovered the %s reply of %s from Slack (ts %s): not posting it again",
+                    "recovered the %s reply of %s in %s from Slack (ts %s): not posting it again",
                     d.event.kind,
                     d.event.window.number,
+                    self.channel,
                     found,
                 )
                 with self.store.transaction():
@@ -364,10 +368,11 @@ class SlackSink:
                 now,
             )
         log.error(
-            "%s: Slack refused the %s (%s): set aside, listed by `windows --problems`; "
+            "%s: Slack refused the %s in %s (%s): set aside, listed by `windows --problems`; "
             "tried again when the ticket changes",
             number,
             what,
+            self.channel,
             err,
         )
         report.poisoned.append(err)

@@ -81,7 +81,9 @@ class DigestPoster:
         items = self.items(now, kind)
         if not items and kind != "shift":
             self._set("done:empty")
-            log.info("first sync found no running or upcoming windows: no digest posted")
+            log.info(
+                "%s: first sync found no running or upcoming windows: no digest", self.sink.channel
+            )
             return None
         self._set(f"inflight:{spec}")
         title = message_title(kind, self.context_for(items).locale)
@@ -92,7 +94,13 @@ class DigestPoster:
             rendered, ident, DIGEST_TYPE, None, on_definite_failure=lambda: self._set(f"pending:{spec}")
         )
         self._set(f"done:{ts}")
-        log.info("posted the %s digest in %s: %d windows", kind or "first-run", self.sink.channel, len(items))
+        log.info(
+            "%s the %s digest in %s: %d windows",
+            "printed (dry run)" if self.sink.dry_run else "posted",
+            kind or "first-run",
+            self.sink.channel,
+            len(items),
+        )
         return ts
 
     def preview(self, now: datetime) -> str:

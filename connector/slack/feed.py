@@ -40,9 +40,9 @@ class ChannelFeed:
         return self.sink.channel
 
     def deliver(self, now: datetime) -> DeliveryReport:
-        self.digest.post_if_pending(now)
+        digests = int(self.digest.post_if_pending(now) is not None)
         self.digest.schedule_shift_digest(now)
-        self.digest.post_if_pending(now)
+        digests += int(self.digest.post_if_pending(now) is not None)
         target = self.sink.target
         refresh = self._refreshes.take(target)
         try:
@@ -50,6 +50,8 @@ class ChannelFeed:
         except Exception:
             self._refreshes.give_back(target, refresh)
             raise
+        report.digests = digests  # a digest is a post too: counted in posted
+        report.posted += digests
         for result, n in (
             ("posted", report.posted),
             ("updated", report.updated),
@@ -61,9 +63,11 @@ class ChannelFeed:
         if report.posted or report.updated or report.recovered or report.poisoned:
             depth, _ = self.sink.store.outbox_stats(now)
             log.info(
-                "slack %s: posted %d, updated %d, recovered %d, refused %d; outbox %d",
+                "slack %s: %s %d (%d digest), updated %d, recovered %d, refused %d; outbox %d",
                 self.channel,
+                "printed (dry run)" if self.sink.dry_run else "posted",
                 report.posted,
+                report.digests,
                 report.updated,
                 report.recovered,
                 len(report.poisoned),

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 class PrintingSlackClient:
     base_url = "(dry run)"
+    dry_run = True
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
