@@ -1,9 +1,11 @@
 """``itsm-connector demo``: the real pipeline against the built-in simulators, on a scripted timeline.
 
 Both simulators listen on loopback (ephemeral ports). The connector is built from a real config,
-exactly as ``run`` builds it; only the clock is scripted, so an evening of change work plays out in
-a second: a digest on first sync, then announce, reschedule, start, overrun, cancel and complete.
-The channel is printed at the end as a reader would see it.
+exactly as ``run`` builds it; only the clock is scripted, so an evening of change work
+(:mod:`connector.cli.demo_timeline`) plays out in a second: a digest on first sync, then announce,
+reschedule, start, overrun, cancel and complete. Under each step: the Alertmanager silences the
+windows would get (the pure planner, with the defaults of an ``alertmanager:`` section). At the end,
+the channel as a reader sees it in Slack (:mod:`connector.simulators.slack_view`).
 """
 
 from __future__ import annotations
@@ -11,18 +13,23 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from connector.alertmanager.plan import SilenceSpec, plan_silences
+from connector.alertmanager.settings import AlertmanagerSettings
+from connector.cli.demo_timeline import T0, play, seed
 from connector.config import Settings
-from connector.simulators.servicenow import ServiceNowSimulator, make_change
+from connector.simulators.servicenow import ServiceNowSimulator
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
+from connector.store.sqlite import Store
 from connector.wiring import Connector, build_connector
 
 CHANNEL = "C0MAINT01"
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # 21:00 KST
+#: what the demo plans silences with: an ``alertmanager:`` section with only its URL, all defaults
+SILENCE_DEFAULTS = AlertmanagerSettings(url="http://127.0.0.1:9093")
 
 
 class Clock:
@@ -60,32 +67,26 @@ def _settings(
     )
 
 
-def _changes(snow: ServiceNowSimulator) -> dict[str, str]:
-    """Seed CIs and groups; returns CI name → sys_id."""
-    cis = {}
-    for name in ("web01", "db01", "db02", "core-sw01", "app01", "app02"):
-        rec = snow.put_record("cmdb_ci", {"name": name})
-        cis[name] = rec["sys_id"]
-    snow.put_record("sys_user_group", {"sys_id": "a" * 32, "name": "DB운영팀"})
-    snow.put_record("sys_user_group", {"sys_id": "b" * 32, "name": "Network Ops"})
-    snow.put_record("sys_user", {"sys_id": "c" * 32, "name": "김민수"})
-    return cis
-
-
 def run_demo(*, locale: str = "ko", timezone: str = "Asia/Seoul", out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout  # at call time: a test may have replaced it
     clock = Clock(T0)
+    tz = ZoneInfo(timezone)
     with (
         ServiceNowSimulator(clock=clock) as snow,
         SlackSimulator() as slack,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        cis = _changes(snow)
+        cis = seed(snow, locale)
         settings = _settings(snow, slack, Path(tmp) / "state.db", locale, timezone)
         app = build_connector(settings, clock=clock)
-        tz = ZoneInfo(timezone)
+        silences = SilencePreview(app.store, tz)
+        print(
+            "A scripted evening against the ServiceNow and Slack simulators; under each step, what\n"
+            "Alertmanager would get (an `alertmanager:` section with its defaults; none is configured).\n",
+            file=out,
+        )
 
-        def step(at: timedelta, what: str, action: Callable[[], None] | None = None) -> None:
+        def step(at: timedelta, what: str, action: Callable[[], None] | None) -> None:
             clock.now = T0 + at
             if action:
                 action()
@@ -94,139 +95,47 @@ def run_demo(*, locale: str = "ko", timezone: str = "Asia/Seoul", out: TextIO | 
             for feed in app.feeds.values():
                 feed.deliver(clock.now)
             print(f"[{clock.now.astimezone(tz):%m-%d %H:%M %Z}] {what}", file=out)
+            for line in silences.changes(clock.now):
+                print(f"      alertmanager: {line}", file=out)
 
-        _timeline(snow, cis, step)
-        print("\n" + "=" * 30 + f" #{'maintenance'} as L1 sees it " + "=" * 30, file=out)
-        print(slack.transcript(CHANNEL), file=out)
+        play(snow, cis, locale, step)
+        print("\n" + "=" * 30 + " #maintenance as L1 sees it in Slack " + "=" * 30, file=out)
+        print(slack.seen(CHANNEL, tz), file=out)
         _summary(app, slack, out)
         app.close()
     return 0
 
 
-def _timeline(snow: ServiceNowSimulator, cis: dict[str, str], step: Callable[..., None]) -> None:
-    grp_db, grp_net, user = "a" * 32, "b" * 32, "c" * 32
-    running = snow.put_record(
-        "change_request",
-        make_change(
-            "CHG0030000",
-            short_description="웹 서버 보안 패치 (PM)",
-            start=T0 - timedelta(hours=1),
-            end=T0 + timedelta(hours=1),
-            state="-1",
-            cmdb_ci=cis["web01"],
-            assignment_group=grp_db,
-            work_start=(T0 - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"),
-        ),
-    )
-    step(timedelta(0), "first sync: one change already running → one digest message, no flood")
+class SilencePreview:
+    """The silences each window would have, step by step, told as changes (new, moved, expired)."""
 
-    pm = make_change(
-        "CHG0030001",
-        short_description="DB 서버 정기 점검 (PM) — <!channel> 알림 주의",
-        start=T0 + timedelta(hours=5),
-        end=T0 + timedelta(hours=7),
-        cmdb_ci=cis["db01"],
-        assignment_group=grp_db,
-        assigned_to=user,
-        description="Oracle RAC 노드 순차 재기동 & 패치 적용. <https://evil.example|click here>",
-    )
-    fw = make_change(
-        "CHG0030002",
-        short_description="Core switch firmware upgrade",
-        start=T0 + timedelta(hours=6),
-        end=T0 + timedelta(hours=8),
-        cmdb_ci=cis["core-sw01"],
-        assignment_group=grp_net,
-        risk="2",
-    )
-    hot = make_change(
-        "CHG0030003",
-        short_description="긴급 애플리케이션 배포",
-        start=T0 + timedelta(minutes=20),
-        end=T0 + timedelta(minutes=40),
-        cmdb_ci=cis["app01"],
-        assignment_group=grp_db,
-        type="emergency",
-    )
+    def __init__(self, store: Store, tz: ZoneInfo) -> None:
+        self._store = store
+        self._tz = tz
+        self._planned: dict[str, list[SilenceSpec]] = {}
 
-    for n, rec in enumerate((pm, fw, hot), start=1):
-        rec["sys_id"] = f"{n:032x}"
+    def changes(self, now: datetime) -> list[str]:
+        lines = []
+        for t in self._store.tracked():
+            number = t.window.number
+            specs, _ = plan_silences(t.window, t.phase, now, SILENCE_DEFAULTS)
+            before = self._planned.get(number, [])
+            if specs == before:
+                continue
+            self._planned[number] = specs
+            if not specs:
+                cis = ", ".join(t.window.cis)
+                lines.append(f"{number}: silence expired, alerts from {cis} are live again")
+            for spec in specs:
+                matchers = ", ".join(str(m) for m in spec.matchers)
+                state = "active" if spec.starts_at <= now else "pending"
+                verb = "silence" if not before else "silence now"
+                lines.append(f"{number}: {verb} {{{matchers}}} {self._span(spec)} ({state})")
+        return lines
 
-    def create() -> None:
-        for rec in (pm, fw, hot):
-            snow.put_record("change_request", rec)
-        snow.put_record("task_ci", {"task": pm["sys_id"], "ci_item": cis["db02"]})
-
-    step(
-        timedelta(minutes=1),
-        "three new changes → three parent messages, each one the window's announcement",
-        create,
-    )
-    step(
-        timedelta(minutes=10),
-        "CHG0030001 moved one hour later → rescheduled",
-        lambda: snow.update_record(
-            "change_request",
-            pm["sys_id"],
-            start_date=_sn(T0 + timedelta(hours=6)),
-            end_date=_sn(T0 + timedelta(hours=8)),
-        ),
-    )
-    step(
-        timedelta(minutes=12),
-        "CHG0030002 cancelled",
-        lambda: snow.update_record("change_request", fw["sys_id"], state="4"),
-    )
-    step(
-        timedelta(minutes=20),
-        "CHG0030003 planned start reached → started (no ticket change needed)",
-        lambda: snow.update_record("change_request", hot["sys_id"], state="-1"),
-    )
-    step(timedelta(minutes=41), "CHG0030003 still in Implement after its planned end → overran")
-    step(
-        timedelta(minutes=50),
-        "CHG0030000 finished and closed → completed",
-        lambda: snow.update_record(
-            "change_request",
-            running["sys_id"],
-            state="0",
-            work_end=_sn(T0 + timedelta(minutes=50)),
-            close_code="successful",
-        ),
-    )
-    step(
-        timedelta(minutes=55),
-        "CHG0030003 closed → completed",
-        lambda: snow.update_record(
-            "change_request",
-            hot["sys_id"],
-            state="3",
-            work_end=_sn(T0 + timedelta(minutes=55)),
-            close_code="successful",
-        ),
-    )
-    step(
-        timedelta(hours=6),
-        "CHG0030001 planned start reached → started",
-        lambda: snow.update_record(
-            "change_request", pm["sys_id"], state="-1", work_start=_sn(T0 + timedelta(hours=6))
-        ),
-    )
-    step(
-        timedelta(hours=7, minutes=30),
-        "CHG0030001 work done and in Review → completed",
-        lambda: snow.update_record(
-            "change_request",
-            pm["sys_id"],
-            state="0",
-            work_end=_sn(T0 + timedelta(hours=7, minutes=30)),
-            close_code="successful",
-        ),
-    )
-
-
-def _sn(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M:%S")
+    def _span(self, spec: SilenceSpec) -> str:
+        start, end = spec.starts_at.astimezone(self._tz), spec.ends_at.astimezone(self._tz)
+        return f"{start:%m-%d %H:%M}–{end:%H:%M %Z}"
 
 
 def _summary(app: Connector, slack: SlackSimulator, out: TextIO) -> None:
@@ -234,7 +143,12 @@ def _summary(app: Connector, slack: SlackSimulator, out: TextIO) -> None:
     replies = sum(len(p.replies) for p in parents)
     depth, _ = app.store.outbox_stats(app.daemon.clock())
     print(
-        f"\n{len(parents)} messages in the channel (1 digest + 1 per window), {replies} thread replies, "
+        f"{len(parents)} messages in the channel (1 digest + 1 per window), {replies} thread replies, "
         f"{depth} undelivered.",
+        file=out,
+    )
+    print(
+        "Next: `itsm-connector simulate` starts these simulators with tickets that keep changing and writes "
+        "a config for them: try `check`, `sync`, `run` and `status` against it (README, Install).",
         file=out,
     )

@@ -24,11 +24,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from zoneinfo import ZoneInfo
 
 from connector.simulators.slack_call import Params, SlackCallError
 from connector.simulators.slack_http import Reply, Server, decode_params, json_reply
 from connector.simulators.slack_message import SimChannel, SimMessage, render_transcript
 from connector.simulators.slack_store import SlackStore
+from connector.simulators.slack_view import seen_transcript
 
 __all__ = ["FAULTS", "CallLogEntry", "SimChannel", "SimMessage", "SlackSimulator"]
 
@@ -193,8 +195,14 @@ class SlackSimulator:
             return copy.deepcopy(self._store.channels[channel].messages)
 
     def transcript(self, channel: str) -> str:
+        """The channel as sent: mrkdwn, tokens and entities (for exact comparisons in tests)."""
         with self._lock:
             return render_transcript(self._store.channels[channel])
+
+    def seen(self, channel: str, tz: ZoneInfo) -> str:
+        """The channel as a reader in ``tz`` sees it in Slack (:mod:`connector.simulators.slack_view`)."""
+        with self._lock:
+            return seen_transcript(self._store.channels[channel], tz)
 
     @property
     def calls(self) -> list[CallLogEntry]:
