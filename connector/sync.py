@@ -194,8 +194,8 @@ class Syncer:
         """New or edited ``task_ci`` rows since the last poll: one request when nothing changed."""
         cursor = self.store.cursor(self.name, "task_ci")
         if cursor is None:  # nothing to catch up on: the change sync fetched every window's CIs
-            with self.store.transaction():
-                self.store.set_cursor(self.name, Cursor(now, ""), "task_ci")
+            with self.store.transaction():  # a whole second, as next_cursor caps it: see its doc
+                self.store.set_cursor(self.name, Cursor(now.replace(microsecond=0), ""), "task_ci")
             return PollResult()
         rows = self.source.fetch_task_cis(updated_since=cursor)
         last = max((c for _, _, c in rows), default=None)
