@@ -1,8 +1,10 @@
 """Secrets: where the config loader finds them, what shape they must have, and every one a settings
 model holds. Pure but for reading the secret files.
 
-Each secret is the value itself (inline, or an ``ITSM_*`` environment variable), else ``<key>_file``,
-else ``$CREDENTIALS_DIRECTORY/<credential>`` (systemd's ``LoadCredential=``). A file holding a second
+Each secret is the value itself (inline, or an ``ITSM_*`` environment variable), else
+``$CREDENTIALS_DIRECTORY/<credential>`` when systemd loaded it (``LoadCredential=``), else
+``<key>_file``. The example config names the files the README creates, and the unit loads the same
+files as credentials: outside systemd the files are read, under it the credentials. A file holding a second
 line, a control character or (for a token) inner whitespace is a config error naming the file, never
 its content: such a value would otherwise reach an HTTP header, and the library's error would quote it.
 """
@@ -139,16 +141,19 @@ def _resolve_one(
     env: Mapping[str, str],
     files: list[tuple[str, Path]],
 ) -> list[str]:
-    """One secret: the value itself (inline or ``ITSM_*`` env), else ``<key>_file``, else
-    ``$CREDENTIALS_DIRECTORY/<credential>``."""
+    """One secret: the value itself (inline or ``ITSM_*`` env), else ``$CREDENTIALS_DIRECTORY/<credential>``
+    if it exists, else ``<key>_file``."""
     env_key = f"ITSM_{where.upper().replace('.', '__')}__"
     file = sect.pop(file_key, None) or os.environ.get(env_key + file_key.upper())
     if sect.get(key) or env.get(env_key + key.upper()) or os.environ.get(env_key + key.upper()):
         return []  # given directly: it wins over a file
     path = Path(file) if file else None
-    if path is None and env.get("CREDENTIALS_DIRECTORY"):
+    if env.get("CREDENTIALS_DIRECTORY"):
+        # systemd handed it over (LoadCredential=): it wins over <key>_file, typically the very file
+        # it was loaded from, which the service's DynamicUser may not read itself
         candidate = Path(env["CREDENTIALS_DIRECTORY"]) / credential
-        path = candidate if (required or candidate.exists()) else None
+        if candidate.exists() or (path is None and required):
+            path = candidate
     if path is None:
         if not required:
             return []
