@@ -97,6 +97,7 @@ class SourceWorker:
         self._logs = {"poll": TransitionLog(log, what)}
         self._logs.update({job: TransitionLog(log, f"{job} of {what}") for job in ("tick", "refresh")})
         self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+        self._polled = False  # "polling …" is said before the first request
 
     # -- the thread ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,6 +179,10 @@ class SourceWorker:
     def _poll(self) -> bool:
         st, plan = self.state, self.plan
         longest = min(plan.poll_interval, 60.0)  # the longest wait inside one poll: the next is due
+        if not self._polled:  # a first request may take a timeout or three: say what it waits for
+            self._polled = True
+            log.info("polling %s (%s, timeout %g s)…", self.name, self.syncer.base_url, plan.timeout)
+        translog = self._logs["poll"]
         retrying = tenacity.Retrying(
             stop=tenacity.stop_any(
                 tenacity.stop_after_attempt(self._retry_attempts),
@@ -187,7 +192,10 @@ class SourceWorker:
             wait=_wait_retry_after(tenacity.wait_exponential_jitter(initial=1, max=30)),
             retry=tenacity.retry_if_exception_type(SourceUnavailable),
             sleep=self._retry_wait,
-            before_sleep=lambda rs: _note_attempt(st, rs),  # /healthz names the cause while retrying
+            # /healthz names the cause while retrying; the log too, unless the outage is known already
+            before_sleep=lambda rs: _note_attempt(
+                st, rs, self.name, self._retry_attempts, tell=not translog.failing
+            ),
             reraise=True,
         )
         try:
@@ -290,10 +298,24 @@ class SourceWorker:
         )
 
 
-def _note_attempt(st: SourceState, retry_state: tenacity.RetryCallState) -> None:
+def _note_attempt(
+    st: SourceState, retry_state: tenacity.RetryCallState, name: str, attempts: int, tell: bool
+) -> None:
+    """Before waiting to retry a poll: the cause for /healthz, and (``tell``) a line saying when the
+    next attempt comes, so a source that does not answer is not silence for minutes."""
     exc = retry_state.outcome.exception() if retry_state.outcome else None
-    if exc is not None:
-        st.last_error = str(exc)
+    if exc is None:
+        return
+    st.last_error = str(exc)
+    if tell:
+        log.info(
+            "source %s: %s; retry %d of %d in %.1fs",
+            name,
+            exc,
+            retry_state.attempt_number + 1,
+            attempts,
+            retry_state.upcoming_sleep,
+        )
 
 
 class _stop_before_waiting_longer_than(tenacity.stop.stop_base):

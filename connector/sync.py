@@ -89,6 +89,7 @@ class Syncer:
         self.source = source
         self.store = store
         self.name = name
+        self.base_url = base_url  # for the log: "polling acme (https://…)…"
         self.filter = filter
         self.mapping = mapping
         self.fields = mapping.fields.fields()
