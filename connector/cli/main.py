@@ -15,12 +15,16 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
 from connector.errors import ConfigError, StateError, StateLocked
+
+if TYPE_CHECKING:
+    from connector.config import Settings
 
 log = logging.getLogger("connector")
 
@@ -99,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_path(args: argparse.Namespace, environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+def config_path(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Path:
     """``-c`` (before or after the command), else ``$ITSM_CONNECTOR_CONFIG``, else the default."""
     env = os.environ if environ is None else environ
     if args.config is not None:
@@ -163,7 +167,7 @@ def _configured(args: argparse.Namespace) -> int:
         return 130
 
 
-def _handler(command: str):  # type: ignore[no-untyped-def]
+def _handler(command: str) -> Callable[[Settings, argparse.Namespace], int]:
     from connector.cli.check import cmd_check
     from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
     from connector.cli.service import cmd_run, cmd_sync

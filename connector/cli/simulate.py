@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -80,7 +81,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setter(stop: threading.Event):  # type: ignore[no-untyped-def]
+def _setter(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
