@@ -4,6 +4,7 @@ token written inline. One readable message, the key and where it came from; no l
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -29,7 +30,12 @@ def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
             monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
+    for h in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(h)
+    root.setLevel(level)
     clear_secrets()
 
 

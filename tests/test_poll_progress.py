@@ -78,8 +78,10 @@ def test_a_daemon_that_keeps_failing_does_not_log_every_retry(silent_url: str, t
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logging.getLogger("connector").addHandler(handler)
-    logging.getLogger("connector").setLevel(logging.INFO)
+    logger = logging.getLogger("connector")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         with SlackSimulator() as slack:
             settings = Settings.model_validate({
@@ -95,7 +97,8 @@ def test_a_daemon_that_keeps_failing_does_not_log_every_retry(silent_url: str, t
             finally:
                 app.close()
     finally:
-        logging.getLogger("connector").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     messages = [r.getMessage() for r in records]
     assert sum("polling acme" in m for m in messages) == 1, messages
     assert sum("; retry " in m for m in messages) == 2, messages  # attempts 2 and 3 of the first poll
