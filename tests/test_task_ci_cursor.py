@@ -48,7 +48,7 @@ def test_a_task_ci_row_from_the_second_of_the_first_poll_does_not_break_the_next
             app.daemon.poll()
             clock.now += timedelta(seconds=10)
             app.daemon.poll()
-            assert app.daemon.status.sources["servicenow"].last_error is None
+            assert app.daemon.state.sources["servicenow"].last_error is None
             (tracked,) = app.store.tracked()
             assert tracked.window.cis == ("db01", "db02")
         finally:

@@ -103,6 +103,7 @@ class SlackSink:
             client, channel, pace=pace, wait=wait, max_rate_limit_waits=max_rate_limit_waits, observe=observe
         )
         self.channel = channel
+        self.dry_run = self.api.dry_run  # a client that prints instead of sending: logs say "printed"
         self._wait = wait
         self._on_shown = on_shown
         self.store = store
