@@ -4,7 +4,6 @@ token written inline. One readable message, the key and where it came from; no l
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
@@ -17,7 +16,6 @@ import pytest
 import yaml
 
 from connector.cli.main import main
-from connector.logs import clear_secrets
 from connector.simulators.servicenow import ServiceNowSimulator
 from connector.simulators.slack import SlackSimulator
 from tests.alertmanager_harness import free_port
@@ -25,18 +23,6 @@ from tests.alertmanager_harness import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
-            monkeypatch.delenv(name)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-    root.setLevel(level)
-    clear_secrets()
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ source, and one whenever a retry is scheduled."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 from collections.abc import Iterator
@@ -15,26 +14,16 @@ import pytest
 import yaml
 
 from connector.cli.main import main
-from connector.logs import clear_secrets
 from connector.simulators.slack import SlackSimulator
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
-            monkeypatch.delenv(name)
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process state is isolated by tests/conftest.py; these are the secrets the config omits."""
     monkeypatch.setenv("ITSM_SERVICENOW__PASSWORD", "secret")
     monkeypatch.setenv("ITSM_SLACK__TOKEN", "xoxb-simulator")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-    root.setLevel(level)
-    clear_secrets()
 
 
 @pytest.fixture

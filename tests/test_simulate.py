@@ -4,7 +4,6 @@ keep changing, and Ctrl-C or SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import signal
@@ -19,23 +18,10 @@ import pytest
 import yaml
 
 from connector.cli.main import main
-from connector.logs import clear_secrets
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET"):
-            monkeypatch.delenv(name)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-    root.setLevel(level)
-    clear_secrets()
 
 
 class Simulate:
