@@ -28,7 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-log = logging.getLogger("connector.health")
+log = logging.getLogger(__name__)
 
 #: what a connection that finds every worker busy and the queue full is told, before it is closed
 BUSY_REPLY = (

@@ -17,7 +17,7 @@ from connector.logs import TransitionLog
 if TYPE_CHECKING:
     from connector.daemon import RunState
 
-log = logging.getLogger("connector.daemon")  # the name the journal has always shown for these lines
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:

@@ -26,7 +26,7 @@ from connector.inflight import InFlight
 from connector.logs import TransitionLog
 from connector.sync import Syncer
 
-log = logging.getLogger("connector.daemon")  # the name the journal has always shown for these lines
+log = logging.getLogger(__name__)
 
 #: A worker busy in a job with no sign of life (its own, or a request of its source starting or
 #: ending) for longer than its source's timeout plus this is stuck: the watchdog pings stop.

@@ -361,7 +361,7 @@ def test_metrics_health_and_logs_while_servicenow_goes_down_and_returns(
     log = service.logged("ServiceNow source")
     assert len([line for line in log if "failing:" in line]) == 1, log
     assert len([line for line in log if "recovered after" in line]) == 1, log
-    assert " ERROR connector.daemon: ServiceNow source 'servicenow' failing: cannot reach" in log[0]
+    assert " ERROR connector.source_worker: ServiceNow source 'servicenow' failing: cannot reach" in log[0]
     summaries = service.logged("poll servicenow: fetched")
     assert summaries and "fetched 4, changed 3, events 4, rejected 1" in summaries[0], summaries
     assert len(summaries) == 1, "idle polls must not log a summary"
@@ -487,7 +487,8 @@ def test_journal_format_when_stderr_is_the_journal_stream(
         wait_for("the poll summary", lambda: service.logged("poll servicenow"))
     finally:
         assert service.stop() == 0
-    assert service.logged("<6>connector.daemon: poll servicenow: fetched 2, changed 1, events 2, rejected 1")
+    summary = "<6>connector.source_worker: poll servicenow: fetched 2, changed 1, events 2, rejected 1"
+    assert service.logged(summary)
     assert service.logged("<4>connector.apply: rejected ticket CHG0070099")
     assert all(line.startswith(("<3>", "<4>", "<6>")) for line in service.lines), service.lines
 

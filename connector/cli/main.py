@@ -26,7 +26,7 @@ from connector.errors import ConfigError, StateError, StateLocked
 if TYPE_CHECKING:
     from connector.config import Settings
 
-log = logging.getLogger("connector")
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Keeps a Slack channel current with the maintenance windows of ServiceNow change tickets: one message
@@ -159,7 +159,7 @@ def _configured(args: argparse.Namespace) -> int:
         return 2
     except (StateError, StateLocked) as e:  # one message saying what to do, no traceback
         if args.command == "run":
-            logging.getLogger("connector").error("%s", e)  # the daemon's log (the journal, with a priority)
+            log.error("%s", e)  # the daemon's log (the journal, with a priority)
         else:
             print(f"itsm-connector: {e}", file=sys.stderr)
         return e.exit_code
