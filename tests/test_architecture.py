@@ -94,3 +94,20 @@ def test_there_are_no_import_cycles() -> None:
         if module not in state:
             walk(module, [module])
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_every_logger_is_named_after_its_module() -> None:
+    """A log line names the module that wrote it (``journalctl`` filters and readers rely on it): a
+    logger spelled by hand outlives the move of its code."""
+    spelled = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func).endswith("getLogger")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and not str(node.args[0].value).startswith(f"{name}.")  # a child logger is fine
+            ):
+                spelled.append(f"{name}: getLogger({node.args[0].value!r})")
+    assert not spelled, spelled
