@@ -28,6 +28,7 @@ from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 from connector.wiring import Connector, build_connector
+from tests.support import Clock
 from tests.test_e2e import CHANNEL, settings_for
 
 pytestmark = pytest.mark.integration
@@ -63,13 +64,6 @@ def browser() -> Iterator[Any]:
         yield b
         b.close()
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -107,7 +101,7 @@ def start_listener(app: Connector) -> str:
 
 @pytest.fixture
 def connector(tmp_path: Path) -> Iterator[Running]:
-    clock = Clock()
+    clock = Clock(T0)
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         cis = {n: snow.put_record("cmdb_ci", {"name": n})["sys_id"] for n in ("db01", "web01")}
         snow.put_record("sys_user_group", {"sys_id": "a" * 32, "name": "DB Ops"})
@@ -271,7 +265,7 @@ def test_a_hostile_title_is_shown_as_text_and_runs_nothing(connector: Running, p
 
 
 def test_a_channels_board_in_its_locale_and_timezone(tmp_path: Path, browser: Any, page: Any) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         routes = [{"match": {"type": "emergency"}, "channels": ["C0KO"]}, {"channels": [CHANNEL]}]
         channels = [{"id": "C0KO", "locale": "ko", "timezone": "Europe/London"}]
@@ -308,7 +302,7 @@ def test_ci_installs_chromium_and_never_downloads_a_browser() -> None:
 def test_a_board_with_a_token_opens_with_basic_auth(tmp_path: Path, browser: Any) -> None:
     """A wall screen's browser is given the token once, as Basic's password; the page's own fetches of
     /api/windows then carry it too. Without it: 401 and nothing of the tickets."""
-    clock = Clock()
+    clock = Clock(T0)
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         snow.put_record(
             "change_request", make_change("CHG0000040", short_description="PM", start=T0 + H, end=T0 + 2 * H)

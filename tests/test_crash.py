@@ -41,6 +41,7 @@ from connector.simulators.slack import SimMessage, SlackSimulator
 from connector.slack.render import render_parent
 from connector.store.codec import window_from_dict
 from connector.wiring import render_context
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -100,13 +101,6 @@ class Daemon:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
 from connector.wiring import Connector, build_connector
+from tests.support import Clock
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +29,12 @@ CHANNEL = "C0MAINT01"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
 
 @pytest.fixture(params=[False], ids=["parent-announces"])
 def env(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[ServiceNowSimulator, SlackSimulator, Clock, Connector]]:
-    clock = Clock()
+    clock = Clock(T0)
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         slack_settings = {"locale": "en", "timezone": "Asia/Seoul", "announce_in_thread": request.param}
         app = build_connector(settings_for(snow, slack, tmp_path, "announce", **slack_settings), clock=clock)
@@ -172,7 +166,7 @@ def test_change_lifecycle_one_parent_one_reply_per_event(
 
 
 def test_first_run_digest_then_normal_operation(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         for i in range(12):
             snow.put_record(
@@ -218,7 +212,7 @@ def test_an_edit_without_an_event_still_updates_the_parent(
 def test_an_announcement_that_mentions_someone_is_still_a_reply(tmp_path: Path) -> None:
     """A route that mentions a group on ``announced`` must notify it: a parent post would, but the
     thread is where the desk looks for who was called; the reply carries the mention."""
-    clock = Clock()
+    clock = Clock(T0)
     with ServiceNowSimulator(clock=clock) as snow, SlackSimulator() as slack:
         routes = [
             {

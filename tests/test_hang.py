@@ -11,10 +11,9 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -22,25 +21,16 @@ from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 from connector.wiring import Connector, build_connector
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
 CHANNEL = "C0MAINT01"
 POLL_INTERVAL = 1.0  # the healthy source's
 HUNG_TIMEOUT = 2.5  # the hung source's request timeout (3 attempts: ~12 s per poll of it)
-T = TypeVar("T")
 Desk = tuple[ServiceNowSimulator, ServiceNowSimulator, SlackSimulator, Connector]
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from connector.health import WORKERS, HealthServer, HealthSnapshot
 from connector.listener import BoundedHTTPServer
 from connector.metrics import Metrics
 from connector.store.sqlite import Store
+from tests.support import Clock
 
 pytestmark = pytest.mark.integration
 
@@ -202,13 +203,6 @@ def test_no_thread_at_all_means_no_listener_and_no_exception(
 
 
 # -- the calendar: rendered once per change ---------------------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
 
 def window(sys_id: str, title: str) -> MaintenanceWindow:
     return MaintenanceWindow(
@@ -238,7 +232,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_the_calendar_is_rendered_once_for_many_requests_and_again_after_a_change(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     renders: list[int] = []
     real = calendar.render_calendar
 

@@ -26,6 +26,7 @@ from connector.servicenow.query import Cursor, format_sn_datetime
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.store.sqlite import Store
 from connector.sync import Syncer
+from tests.support import Clock
 
 UTC = timezone.utc
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -83,17 +84,10 @@ def test_seen_skips_only_the_version_applied_and_remembers_recent_records() -> N
 
 
 # -- against the simulator -------------------------------------------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
 
 class World:
     def __init__(self, tmp_path: Path, *, page_size: int = 500, mapping: SourceMapping | None = None):
-        self.clock = Clock()
+        self.clock = Clock(T0)
         self.sim = ServiceNowSimulator(clock=self.clock).start()
         self.source = ServiceNowSource(
             url=self.sim.url, username="admin", password="secret", page_size=page_size

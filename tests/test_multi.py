@@ -18,19 +18,13 @@ from connector.domain.routing import Route, RouteMatch, channels_for
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 from connector.wiring import Connector, build_connector
+from tests.support import Clock
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 26, 0, 30, tzinfo=timezone.utc)  # 09:30 KST, 00:30 London, 19:30 New York
 ACME, GLOBEX, NETOPS = "C0ACME", "C0GLOBEX", "C0NETOPS"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def group(snow: ServiceNowSimulator, sys_id: str, name: str) -> str:
@@ -42,7 +36,7 @@ def group(snow: ServiceNowSimulator, sys_id: str, name: str) -> str:
 def desk(
     tmp_path: Path,
 ) -> Iterator[tuple[ServiceNowSimulator, ServiceNowSimulator, SlackSimulator, Clock, Connector]]:
-    clock = Clock()
+    clock = Clock(T0)
     with (
         ServiceNowSimulator(clock=clock) as acme,
         ServiceNowSimulator(clock=clock) as globex,

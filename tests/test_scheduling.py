@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from connector.simulators.slack import SlackSimulator
 from connector.source_worker import STUCK_MARGIN
 from connector.wiring import build_connector
 from tests.manual_time import ManualTime
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -235,12 +235,6 @@ def test_a_hung_source_is_seen_and_holds_back_only_itself(
     assert any("moving again" in r.getMessage() for r in caplog.records)
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def poll_times_while_hung(d: Desk, seconds: float) -> dict[str, list[float]]:

@@ -19,11 +19,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -31,24 +31,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
 CHANNEL = "C0MAINT01"
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -15,16 +15,10 @@ from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 from connector.wiring import build_connector
+from tests.support import Clock
 
 pytestmark = pytest.mark.integration
 
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_a_task_ci_row_from_the_second_of_the_first_poll_does_not_break_the_next(tmp_path: Path) -> None:
