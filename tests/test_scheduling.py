@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from connector import status
+from connector.cli import status
 from connector.config import Settings
 from connector.health import evaluate_health
 from connector.simulators.servicenow import ServiceNowSimulator, make_change

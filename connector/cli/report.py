@@ -101,7 +101,7 @@ def _when(dt: datetime | None, ctx: RenderContext) -> str:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """One screen: health, last poll, cursor, windows, outbox, failing sinks, problem tickets.
     Exit 0 when healthy, 1 when not (or there is no state yet)."""
-    from connector import status
+    from connector.cli import status
 
     store = _open_state(settings)
     if store is None:
