@@ -22,7 +22,7 @@ from connector.domain.window import MaintenanceWindow, Problem
 from connector.readahead import Normalized
 from connector.servicenow.mapping import SourceMapping
 from connector.servicenow.normalize import normalize_change
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class _Known:
 class Applier:
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         *,
         name: str,
         base_url: str,

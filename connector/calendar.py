@@ -20,7 +20,7 @@ from typing import Any
 from connector.domain.reconcile import Tracked
 from connector.domain.target import Target
 from connector.domain.window import Phase
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ MAX_AGE = timedelta(minutes=10)
 class CalendarFeed:
     """The feed of every window, or of the windows routed to one channel, from the store."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: StateStore, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._clock = clock
         #: the served feeds by channel (None: every window): (store generation, rendered at, body)

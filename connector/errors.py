@@ -21,7 +21,13 @@ Hierarchy::
     ├── StateError ................ the state database cannot be used (disk full, damaged, read-only,
     │                               deleted or replaced while running): the process stops; exit code 4
     │                               when an operator must act (``operator``), else 1 (it may pass)
-    └── StateLocked ............... another process holds the state database: exit code 3
+    ├── StateLocked ............... another process holds the state database: exit code 3
+    └── StateInterrupted .......... the shared state (PostgreSQL) refused a write for now: nothing was
+        │                           done; the worker retries, the process goes on
+        ├── StateUnavailable ...... the state database cannot be reached (PostgreSQL down, network):
+        │                           no replica polls or posts until it is back
+        └── NotLeader ............. this replica does not hold the lease (or no longer does): the
+                                    write was refused under the fencing token; it steps down
 
 ``retryable`` says whether the same call may succeed soon without anyone changing anything; it is
 what a tenacity ``retry_if_exception`` predicate reads. ``retry_after`` (seconds) is ``None`` unless
@@ -118,3 +124,19 @@ class StateLocked(ConnectorError):
     """Another process holds the state database's lock (``connector.store.lock``): exit code 3."""
 
     exit_code = 3
+
+
+class StateInterrupted(ConnectorError):
+    """The shared state refused a write for now (``connector.store.postgres``): the transaction left
+    no trace; the worker that tried retries, and the process goes on."""
+
+    retryable = True
+
+
+class StateUnavailable(StateInterrupted):
+    """The state database cannot be reached (it is down, restarting, or the network to it is)."""
+
+
+class NotLeader(StateInterrupted):
+    """This replica does not hold the leader lease: a write (or an outside effect) was refused. The
+    fencing token it holds is older than the lease's, or the lease expired while it was paused."""

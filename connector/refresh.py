@@ -12,13 +12,13 @@ import threading
 from collections.abc import Iterable
 
 from connector.domain.target import Target
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 Key = tuple[str, str]
 
 
 class RefreshRequests:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StateStore) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._pending: dict[Target, set[Key]] = {}

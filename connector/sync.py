@@ -34,7 +34,7 @@ from connector.servicenow.lookback import Seen, lookback_start
 from connector.servicenow.mapping import SourceMapping
 from connector.servicenow.normalize import clean_text
 from connector.servicenow.query import ChangePage, Cursor, format_sn_datetime, next_cursor
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 from connector.tick import Ticker
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Syncer:
     def __init__(
         self,
         source: ChangeSource,
-        store: Store,
+        store: StateStore,
         *,
         name: str,
         base_url: str,

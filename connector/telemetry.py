@@ -20,11 +20,11 @@ from connector.domain.moments import news_at
 from connector.domain.window import Phase
 from connector.health import HealthSnapshot
 from connector.metrics import Metrics
-from connector.store.sqlite import LastPoll, SinkState, Store
+from connector.store.api import LastPoll, SinkState, StateStore
 
 
 class Telemetry:
-    def __init__(self, metrics: Metrics, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(self, metrics: Metrics, store: StateStore, clock: Callable[[], datetime]) -> None:
         self.metrics = metrics
         self._store = store
         self._clock = clock
@@ -76,7 +76,7 @@ class HealthView:
     """``/healthz`` and ``STATUS=`` from the daemon's in-memory status: each source by its own poll
     interval, ages on the daemon's monotonic clock (``Daemon.source_health``)."""
 
-    def __init__(self, daemon: Daemon, store: Store) -> None:
+    def __init__(self, daemon: Daemon, store: StateStore) -> None:
         self._daemon = daemon
         self._store = store
 

@@ -16,14 +16,14 @@ from connector.domain.moments import FOREVER, next_moment, reminder_due
 from connector.domain.reconcile import Tracked
 from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 
 class Ticker:
     def __init__(
         self,
         applier: Applier,
-        store: Store,
+        store: StateStore,
         *,
         name: str,
         targets: Sequence[Target],

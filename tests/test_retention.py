@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import connector.store.sqlite as sqlite_module
+import connector.store.queries as sqlite_module  # the queries (and their decoding) of both stores
 from connector.config import StateSettings
 from connector.domain.events import Event, EventKind
 from connector.domain.reconcile import Tracked

@@ -1,10 +1,14 @@
-"""The state store against a real SQLite file in ``tmp_path``: schema, round-trips, outbox, transactions."""
+"""The state store, one suite for both databases: each test that takes ``store`` or ``backend`` runs
+against a real SQLite file in ``tmp_path`` and against the real PostgreSQL server (a schema of its own,
+``tests.pg``): schema, round-trips, outbox, transactions. What only one database has (SQLite's file
+format and released versions, PostgreSQL's migration lock) is tested on that one."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,9 +20,13 @@ from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Phase, Problem, State
 from connector.errors import StateError
 from connector.servicenow.query import Cursor
+from connector.store.api import MessageRef, NotRouted, StateStore
 from connector.store.codec import event_from_dict, event_to_dict, window_from_dict, window_to_dict
+from connector.store.pg_schema import PG_MIGRATIONS
+from connector.store.postgres import PostgresStore
 from connector.store.schema import MIGRATIONS
-from connector.store.sqlite import MessageRef, NotRouted, Store
+from connector.store.sqlite import Store
+from tests import pg
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
@@ -70,9 +78,31 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state.db"
 
 
+@dataclass
+class Backend:
+    name: str
+    #: a new store on this test's state (the same database each time)
+    open: Callable[[], StateStore]
+    #: a query through a connection of its own: what is committed
+    raw: Callable[[str], list[tuple[object, ...]]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield Backend("sqlite", lambda: Store(db_path), lambda sql: raw(db_path, sql))
+        return
+    with pg.fresh_schema() as (url, schema):
+        yield Backend(
+            "postgresql",
+            lambda: PostgresStore(url, schema=schema),
+            lambda sql: pg.raw(url, schema, sql),
+        )
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(db_path)
+def store(backend: Backend) -> Iterator[StateStore]:
+    s = backend.open()
     yield s
     s.close()
 
@@ -114,23 +144,102 @@ def test_refuses_a_newer_schema(db_path: Path) -> None:
         Store(db_path)
 
 
-def test_reopen_keeps_store_id_and_data(db_path: Path, tmp_path: Path) -> None:
-    first = Store(db_path)
+def test_reopen_keeps_store_id_and_data(backend: Backend, tmp_path: Path) -> None:
+    first = backend.open()
     sid = first.store_id
     first.save_tracked(Tracked(RICH, Phase.SCHEDULED))
     first.close()
 
-    again = Store(db_path)
+    again = backend.open()
     other = Store(tmp_path / "other.db")
     try:
         assert again.store_id == sid
         assert len(sid) == 12 and int(sid, 16) >= 0
         assert other.store_id != sid
         assert again.get_tracked(RICH.key) == Tracked(RICH, Phase.SCHEDULED)
-        assert raw(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]  # not migrated twice
+        if backend.name == "sqlite":  # not migrated twice
+            assert backend.raw("PRAGMA user_version") == [(len(MIGRATIONS),)]
+        else:
+            assert backend.raw("SELECT version FROM schema_version ORDER BY 1") == [
+                (n,) for n in range(1, len(PG_MIGRATIONS) + 1)
+            ]
     finally:
         again.close()
         other.close()
+
+
+def test_postgresql_migrates_from_zero_the_same_tables_and_columns_as_sqlite(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """One schema on both: version n on PostgreSQL makes the change version n makes on SQLite."""
+    assert len(PG_MIGRATIONS) == len(MIGRATIONS)
+    Store(db_path).close()
+    with pg.fresh_schema() as (url, schema):
+        PostgresStore(url, schema=schema).close()
+        pg_columns = pg.raw(
+            url,
+            schema,
+            f"SELECT table_name, column_name FROM information_schema.columns WHERE table_schema='{schema}' "
+            "AND table_name <> 'schema_version'",
+        )
+    tables = "SELECT name FROM sqlite_master WHERE type='table' AND name<>'sqlite_sequence'"
+    sqlite_columns = [
+        (t, c)
+        for (t,) in raw(db_path, tables)
+        for (_, c, *_) in raw(db_path, f"PRAGMA table_info({t})")
+    ]
+    assert sorted(pg_columns) == sorted(sqlite_columns)
+
+
+def test_postgresql_replicas_starting_together_migrate_once() -> None:
+    """The migration runner takes an advisory lock: four stores opened at once on an empty schema
+    apply each version once and agree on one store id."""
+    import threading
+
+    with pg.fresh_schema() as (url, schema):
+        stores: list[StateStore] = []
+        errors: list[BaseException] = []
+
+        def open_one() -> None:
+            try:
+                stores.append(PostgresStore(url, schema=schema))
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=open_one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        try:
+            assert errors == []
+            assert len({s.store_id for s in stores}) == 1
+            sql = "SELECT version, COUNT(*) FROM schema_version GROUP BY 1 ORDER BY 1"
+            applied = pg.raw(url, schema, sql)
+            assert applied == [(n, 1) for n in range(1, len(PG_MIGRATIONS) + 1)]
+        finally:
+            for s in stores:
+                s.close()
+
+
+def test_postgresql_refuses_a_newer_schema() -> None:
+    with pg.fresh_schema() as (url, schema):
+        PostgresStore(url, schema=schema).close()
+        pg.admin(url, f"INSERT INTO {schema}.schema_version(version) VALUES ({len(PG_MIGRATIONS) + 1})")
+        with pytest.raises(StateError, match="newer than this program"):
+            PostgresStore(url, schema=schema)
+
+
+def test_postgresql_location_never_shows_the_password() -> None:
+    url = pg.dsn()
+    assert pg.split(url)[1]  # the test DSN has one
+    with pg.fresh_schema() as (url, schema):
+        s = PostgresStore(url, schema=schema)
+        try:
+            assert s.location == pg.split(url)[0]
+            assert pg.split(url)[1] not in s.location
+        finally:
+            s.close()
 
 
 #: Schema v1 exactly as first committed (dd91f07): a state.db in the field may be at this version.
@@ -218,7 +327,7 @@ def test_codec_round_trips_an_event_with_previous() -> None:
     assert event_from_dict(json.loads(json.dumps(event_to_dict(event(EventKind.ANNOUNCED))))).previous is None
 
 
-def test_save_and_get_tracked_round_trip(store: Store) -> None:
+def test_save_and_get_tracked_round_trip(store: StateStore, backend: Backend) -> None:
     store.save_tracked(Tracked(RICH, Phase.SCHEDULED))
     assert store.get_tracked(RICH.key) == Tracked(RICH, Phase.SCHEDULED)
     assert store.get_tracked(("servicenow", "unknown")) is None
@@ -227,18 +336,18 @@ def test_save_and_get_tracked_round_trip(store: Store) -> None:
     edited = window(title="다시 🔁", planned_start=None)
     store.save_tracked(Tracked(edited, Phase.IN_PROGRESS))  # upsert
     assert store.get_tracked(edited.key) == Tracked(edited, Phase.IN_PROGRESS)
-    assert raw(store.path, "SELECT number, phase FROM windows") == [(edited.number, "in_progress")]
+    assert backend.raw("SELECT number, phase FROM windows") == [(edited.number, "in_progress")]
 
 
-def test_a_window_never_announced_stays_quiet_after_a_restart(db_path: Path) -> None:
+def test_a_window_never_announced_stays_quiet_after_a_restart(backend: Backend) -> None:
     """Whatever reconcile records for a window first seen already over must survive the store."""
     ended_on_arrival, events = reconcile(None, window(), T0 + timedelta(hours=3))
     assert events == [] and ended_on_arrival is not None
-    store = Store(db_path)
+    store = backend.open()
     store.save_tracked(ended_on_arrival)
     store.close()
 
-    store = Store(db_path)
+    store = backend.open()
     try:
         reloaded = store.get_tracked(ended_on_arrival.window.key)
         assert reloaded == ended_on_arrival
@@ -249,7 +358,7 @@ def test_a_window_never_announced_stays_quiet_after_a_restart(db_path: Path) -> 
         store.close()
 
 
-def test_tracked_lists_open_windows_per_source(store: Store) -> None:
+def test_tracked_lists_open_windows_per_source(store: StateStore) -> None:
     rows = {
         "open": Tracked(window("s1"), Phase.SCHEDULED),
         "ended": Tracked(window("s2"), Phase.ENDED),
@@ -269,7 +378,7 @@ def test_tracked_lists_open_windows_per_source(store: Store) -> None:
     assert store.tracked(source="flow") == [rows["elsewhere"]]
 
 
-def test_phase_counts_are_counted_by_sqlite(store: Store) -> None:
+def test_phase_counts_are_counted_by_the_database(store: StateStore) -> None:
     for sys_id, phase in [("s1", Phase.SCHEDULED), ("s2", Phase.SCHEDULED), ("s3", Phase.COMPLETED)]:
         store.save_tracked(Tracked(window(sys_id), phase))
     assert store.phase_counts() == {"scheduled": 2, "completed": 1}
@@ -278,7 +387,7 @@ def test_phase_counts_are_counted_by_sqlite(store: Store) -> None:
 # -- cursor ------------------------------------------------------------------------------------------
 
 
-def test_cursor_round_trip(store: Store) -> None:
+def test_cursor_round_trip(store: StateStore) -> None:
     assert store.cursor("servicenow") is None
     c = Cursor(datetime(2026, 11, 20, 1, 2, 3, tzinfo=UTC), "9f8e7d")
     kst = timezone(timedelta(hours=9))
@@ -302,7 +411,7 @@ def test_cursor_round_trip(store: Store) -> None:
 # -- outbox ------------------------------------------------------------------------------------------
 
 
-def enqueue_three(store: Store) -> list[Event]:
+def enqueue_three(store: StateStore) -> list[Event]:
     a, b = window("a"), window("b")
     events = [event(EventKind.ANNOUNCED, a), event(EventKind.ANNOUNCED, b), event(EventKind.STARTED, a)]
     with store.transaction():
@@ -311,7 +420,7 @@ def enqueue_three(store: Store) -> list[Event]:
     return events
 
 
-def test_enqueue_then_open_deliveries_in_event_order(store: Store) -> None:
+def test_enqueue_then_open_deliveries_in_event_order(store: StateStore) -> None:
     events = enqueue_three(store)
 
     for target in ("slack", "alertmanager"):
@@ -327,7 +436,7 @@ def test_enqueue_then_open_deliveries_in_event_order(store: Store) -> None:
     assert store.open_deliveries("nobody") == []
 
 
-def test_mark_inflight_done_failed_and_count_attempts(store: Store) -> None:
+def test_mark_inflight_done_failed_and_count_attempts(store: StateStore, backend: Backend) -> None:
     enqueue_three(store)
     first, second, third = store.open_deliveries("slack")
     now = T0 + timedelta(minutes=1)
@@ -343,20 +452,20 @@ def test_mark_inflight_done_failed_and_count_attempts(store: Store) -> None:
     (still_open,) = store.open_deliveries("slack")
     assert (still_open.event_id, still_open.state, still_open.attempts) == (first.event_id, "inflight", 2)
     assert store.delivered("slack") == [(third.event, "1700000000.000100")]
-    failed = raw(store.path, f"SELECT state, attempts, last_error FROM deliveries "
+    failed = backend.raw(f"SELECT state, attempts, last_error FROM deliveries "
                              f"WHERE target='slack' AND event_id={second.event_id}")
     assert failed == [("failed", 1, "msg_too_long")]
     # The other target is untouched.
     assert [d.state for d in store.open_deliveries("alertmanager")] == ["pending"] * 3
 
 
-def test_skipped_deliveries_are_not_open(store: Store) -> None:
+def test_skipped_deliveries_are_not_open(store: StateStore) -> None:
     store.enqueue([event(EventKind.ANNOUNCED)], ["slack"], T0, state="skipped")
     assert store.open_deliveries("slack") == []
     assert store.outbox_stats(T0) == (0, 0.0)
 
 
-def test_outbox_stats_depth_and_age(store: Store) -> None:
+def test_outbox_stats_depth_and_age(store: StateStore) -> None:
     assert store.outbox_stats(T0) == (0, 0.0)
     enqueue_three(store)  # 3 events x 2 targets; the oldest at T0
 
@@ -376,7 +485,7 @@ def test_outbox_stats_depth_and_age(store: Store) -> None:
 # -- messages ----------------------------------------------------------------------------------------
 
 
-def test_message_inflight_then_posted(store: Store) -> None:
+def test_message_inflight_then_posted(store: StateStore) -> None:
     key, slack, other = RICH.key, Target.slack("C1"), Target.slack("C2")
     store.set_targets(key, [slack])
     assert store.message(key, slack) is None
@@ -393,7 +502,7 @@ def test_message_inflight_then_posted(store: Store) -> None:
     assert store.messages(slack) == {key: got}
 
 
-def test_a_message_is_recorded_only_in_a_target_the_window_is_routed_to(store: Store) -> None:
+def test_a_message_is_recorded_only_in_a_target_the_window_is_routed_to(store: StateStore) -> None:
     """The store's own guard against a leak between customers: whatever a caller asks, a message can
     be sent or posted only where the window's stored route decision sends it."""
     key, acme, netops = RICH.key, Target.slack("C0ACME"), Target.slack("C0NETOPS")
@@ -414,7 +523,7 @@ def test_a_message_is_recorded_only_in_a_target_the_window_is_routed_to(store: S
 # -- problems ----------------------------------------------------------------------------------------
 
 
-def test_problems_are_recorded_once_and_cleared(store: Store) -> None:
+def test_problems_are_recorded_once_and_cleared(store: StateStore) -> None:
     p1 = Problem("CHG1", "planned_end", "missing on a scheduled change")
     p2 = Problem("CHG1", "planned_start", "missing on a scheduled change")
     later = T0 + timedelta(hours=1)
@@ -438,14 +547,16 @@ def test_problems_are_recorded_once_and_cleared(store: Store) -> None:
 # -- transactions ------------------------------------------------------------------------------------
 
 
-def write_a_cycle(store: Store) -> None:
+def write_a_cycle(store: StateStore) -> None:
     store.save_tracked(Tracked(RICH, Phase.SCHEDULED))
     store.enqueue([event(EventKind.ANNOUNCED)], ["slack"], T0)
     store.set_cursor("servicenow", Cursor(T0, "a1b2c3"))
 
 
 @pytest.mark.parametrize("exc", [ValueError, KeyboardInterrupt], ids=["error", "interrupt"])
-def test_rollback_on_exception_leaves_nothing(store: Store, exc: type[BaseException]) -> None:
+def test_rollback_on_exception_leaves_nothing(
+    store: StateStore, exc: type[BaseException], backend: Backend
+) -> None:
     with pytest.raises(exc), store.transaction():
         write_a_cycle(store)
         raise exc("crash in the middle of a cycle")
@@ -454,24 +565,24 @@ def test_rollback_on_exception_leaves_nothing(store: Store, exc: type[BaseExcept
     assert store.open_deliveries("slack") == []
     assert store.cursor("servicenow") is None
     for table in ("windows", "events", "deliveries", "cursors"):
-        assert raw(store.path, f"SELECT COUNT(*) FROM {table}") == [(0,)], table
+        assert backend.raw(f"SELECT COUNT(*) FROM {table}") == [(0,)], table
 
     with store.transaction():  # the store is usable afterwards
         write_a_cycle(store)
-    assert raw(store.path, "SELECT COUNT(*) FROM events") == [(1,)]
+    assert backend.raw("SELECT COUNT(*) FROM events") == [(1,)]
 
 
-def test_nested_transaction_joins_the_outer_one(store: Store) -> None:
+def test_nested_transaction_joins_the_outer_one(store: StateStore, backend: Backend) -> None:
     with store.transaction():
         with store.transaction():
             write_a_cycle(store)
         # The inner block ended, but nothing is committed until the outer one ends.
-        assert raw(store.path, "SELECT COUNT(*) FROM windows") == [(0,)]
+        assert backend.raw("SELECT COUNT(*) FROM windows") == [(0,)]
         assert store.get_tracked(RICH.key) is not None  # visible to the store's own connection
-    assert raw(store.path, "SELECT COUNT(*) FROM windows") == [(1,)]
+    assert backend.raw("SELECT COUNT(*) FROM windows") == [(1,)]
 
 
-def test_outer_failure_rolls_back_a_finished_inner_transaction(store: Store) -> None:
+def test_outer_failure_rolls_back_a_finished_inner_transaction(store: StateStore, backend: Backend) -> None:
     with pytest.raises(RuntimeError), store.transaction():
         with store.transaction():
             write_a_cycle(store)
@@ -479,13 +590,13 @@ def test_outer_failure_rolls_back_a_finished_inner_transaction(store: Store) -> 
 
     assert store.get_tracked(RICH.key) is None
     assert store.cursor("servicenow") is None
-    assert raw(store.path, "SELECT COUNT(*) FROM events") == [(0,)]
+    assert backend.raw("SELECT COUNT(*) FROM events") == [(0,)]
 
 
 # -- silences ----------------------------------------------------------------------------------------
 
 
-def test_silences_round_trip(store: Store) -> None:
+def test_silences_round_trip(store: StateStore) -> None:
     key = RICH.key
     assert store.silences(key) == []
     data = [{"id": "5d1f", "matchers": [{"name": "instance", "value": "db01.예제", "isRegex": False}],
@@ -499,19 +610,40 @@ def test_silences_round_trip(store: Store) -> None:
 
 
 def test_windows_saved_in_a_transaction_are_written_together_seen_by_its_reads_and_rolled_back(
-    store: Store, db_path: Path
-) -> None:
+    store: StateStore
+, backend: Backend) -> None:
     a, b = Tracked(window("w1"), Phase.SCHEDULED), Tracked(window("w2"), Phase.SCHEDULED)
     with store.transaction():
         store.save_tracked(a)
         store.save_tracked(b)
         # not yet written, even as seen from inside the transaction: one write for the page, at its end ...
-        assert store._db.execute("SELECT COUNT(*) FROM windows").fetchall() == [(0,)]
+        assert store._exec("SELECT COUNT(*) FROM windows").fetchall() == [(0,)]  # type: ignore[attr-defined]
         assert store.get_tracked(a.window.key) == a  # ... or before a read of windows
-    assert raw(db_path, "SELECT COUNT(*) FROM windows") == [(2,)]
+    assert backend.raw("SELECT COUNT(*) FROM windows") == [(2,)]
     with pytest.raises(RuntimeError), store.transaction():
         store.save_tracked(Tracked(window("w3"), Phase.SCHEDULED))
         raise RuntimeError("a failed page")
     with store.transaction():
         pass  # nothing left over from the failed one is written by the next
     assert sorted(t.window.sys_id for t in store.tracked()) == ["w1", "w2"]
+
+
+def test_retention_and_the_boards_read_on_both_databases(store: StateStore) -> None:
+    """``prune`` and ``windows_between`` (retention and the board) run on either database."""
+    long_ago = T0 - timedelta(days=400)
+    old = window("old", state=State.CLOSED, planned_start=long_ago, planned_end=long_ago, updated_on=long_ago)
+    with store.transaction():
+        store.save_tracked(Tracked(old, Phase.COMPLETED, announced=True))
+        store.enqueue([event(EventKind.COMPLETED, old, at=long_ago)], ["slack:C1"], long_ago, state="skipped")
+        store.set_targets(old.key, [Target.slack("C1")])
+        store.save_tracked(Tracked(window("now"), Phase.SCHEDULED, announced=True))
+        store.set_targets(("servicenow", "now"), [Target.slack("C1")])
+        store.mark_reminded(Target.slack("C1"), old.key, long_ago, long_ago)
+
+    board = store.windows_between(T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert [(w.tracked.window.sys_id, w.targets) for w in board] == [("now", [Target.slack("C1")])]
+    assert store.prune(T0 - timedelta(days=90), limit=10) == 1
+    assert [t.window.sys_id for t in store.tracked()] == ["now"]
+    assert store.event_counts() == {}
+    assert not store.reminded(Target.slack("C1"), old.key, long_ago)
+    assert store.prune(T0 - timedelta(days=90), limit=10, source="servicenow") == 0

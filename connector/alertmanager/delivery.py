@@ -20,7 +20,7 @@ from connector.alertmanager.plan import StoredSilence
 from connector.alertmanager.settings import AlertmanagerSettings
 from connector.domain.window import Phase
 from connector.errors import SinkPermanentError, SinkRetryableError
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class SilenceReport:
 
 class SilenceDelivery:
     def __init__(
-        self, sink: AlertmanagerSink, store: Store, on_change: Callable[[tuple[str, str]], None]
+        self, sink: AlertmanagerSink, store: StateStore, on_change: Callable[[tuple[str, str]], None]
     ) -> None:
         self.sink = sink
         self.store = store
@@ -44,7 +44,7 @@ class SilenceDelivery:
 
     @classmethod
     def from_settings(
-        cls, settings: AlertmanagerSettings, store: Store, on_change: Callable[[tuple[str, str]], None]
+        cls, settings: AlertmanagerSettings, store: StateStore, on_change: Callable[[tuple[str, str]], None]
     ) -> SilenceDelivery:
         return cls(AlertmanagerSink(AlertmanagerClient(settings), settings), store, on_change)
 

@@ -13,7 +13,7 @@ from connector.config import Settings
 from connector.domain.board import AFTER, BEFORE, select_board
 from connector.domain.target import Target
 from connector.health import HealthSnapshot, evaluate_health
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 
 class BoardFeed:
@@ -21,7 +21,7 @@ class BoardFeed:
 
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         settings: Settings,
         snapshot: Callable[[], HealthSnapshot],
         clock: Callable[[], datetime],
@@ -37,7 +37,7 @@ class BoardFeed:
 
 
 def board_data(
-    store: Store, settings: Settings, snapshot: HealthSnapshot, now: datetime, channel: str | None
+    store: StateStore, settings: Settings, snapshot: HealthSnapshot, now: datetime, channel: str | None
 ) -> dict[str, Any]:
     rows = store.windows_between(now - BEFORE, now + AFTER)
     if channel is not None:

@@ -21,7 +21,7 @@ from connector.config import Settings
 from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, Phase
 from connector.health import HealthSnapshot, SourceHealth, evaluate_health
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 HealthAnswer = tuple[int, dict[str, Any]]
 
@@ -67,7 +67,7 @@ def fetch_healthz(host: str, port: int, timeout: float = 2.0) -> HealthAnswer | 
 
 def collect(
     settings: Settings,
-    store: Store,
+    store: StateStore,
     now: datetime,
     healthz: Callable[[], HealthAnswer | None] = lambda: None,
 ) -> StatusReport:
@@ -102,7 +102,7 @@ def collect(
         healthy, reasons = _offline_health(settings, sources, sink_errors, now)
         origin = "the state database"
     return StatusReport(
-        state_path=str(store.path),
+        state_path=store.location,
         sources=sources,
         phases=phases,
         outbox_depth=depth,

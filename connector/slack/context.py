@@ -13,11 +13,11 @@ from connector.domain.events import EventKind
 from connector.domain.routing import route_for
 from connector.domain.window import MaintenanceWindow
 from connector.slack.render import RenderContext
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 
 def render_context(
-    settings: Settings, store: Store, channel: str | None = None
+    settings: Settings, store: StateStore, channel: str | None = None
 ) -> Callable[[MaintenanceWindow], RenderContext]:
     """How a window is rendered in ``channel``: the channel's locale and timezone, the silence, and
     the mention of the route that sent the window there (for the events it names)."""

@@ -47,7 +47,7 @@ from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Problem
 from connector.slack.api import GONE, Answer, Interrupted, SlackChannel
 from connector.slack.render import RenderContext, Rendered, render_event, render_parent
-from connector.store.sqlite import Delivery, Store
+from connector.store.api import Delivery, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class SlackSink:
     def __init__(
         self,
         client: WebClient,
-        store: Store,
+        store: StateStore,
         channel: str,
         context: Callable[[MaintenanceWindow], RenderContext],
         *,
@@ -407,6 +407,6 @@ class SlackSink:
             report.poisoned.append("cannot_render")  # counted once too: no summary line every pass
 
 
-def rendered_number(store: Store, key: tuple[str, str]) -> str:
+def rendered_number(store: StateStore, key: tuple[str, str]) -> str:
     t = store.get_tracked(key)
     return t.window.number if t else key[1]

@@ -24,7 +24,7 @@ from connector.domain.window import MaintenanceWindow, Phase, State
 from connector.slack.delivery import SlackSink
 from connector.slack.locale import message
 from connector.slack.render import RenderContext, render_digest
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 
 log = logging.getLogger(__name__)
 DIGEST_TYPE = "itsm_digest"
@@ -34,7 +34,7 @@ class DigestPoster:
     def __init__(
         self,
         sink: SlackSink,
-        store: Store,
+        store: StateStore,
         context: Callable[[MaintenanceWindow], RenderContext],
         *,
         horizon_hours: float,
@@ -115,7 +115,7 @@ class DigestPoster:
             self.store.set_digest_state(self.sink.target, value)
 
 
-def routed_windows(store: Store, target: Target) -> list[tuple[MaintenanceWindow, Phase]]:
+def routed_windows(store: StateStore, target: Target) -> list[tuple[MaintenanceWindow, Phase]]:
     """Open windows routed to ``target``."""
     return [
         (t.window, t.phase) for t in store.tracked(open_only=True) if store.routed(t.window.key, target)
@@ -135,7 +135,7 @@ def context_for(
 
 
 def shift_preview(
-    store: Store,
+    store: StateStore,
     target: Target,
     context: Callable[[MaintenanceWindow], RenderContext],
     tz: ZoneInfo,

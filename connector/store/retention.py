@@ -17,7 +17,6 @@ each refresh (``SourceWorker``), each batch its own short transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
@@ -30,13 +29,14 @@ from connector.domain.window import TERMINAL_PHASES, Phase
 SETTLED_PHASES = TERMINAL_PHASES | {Phase.ENDED, Phase.PENDING}
 _SETTLED = tuple(p.value for p in SETTLED_PHASES)
 
+# Plain ``?`` placeholders, in order, and no untyped ``? IS NULL``: the same SQL runs on PostgreSQL.
 _DUE = (
-    "SELECT source, sys_id FROM windows w WHERE settled_at < ?1 AND (?3 IS NULL OR source = ?3) "
+    "SELECT source, sys_id FROM windows w WHERE settled_at < ? {source}"
     "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.source = w.source AND e.sys_id = w.sys_id "
-    "    AND e.created_at >= ?1) "
+    "    AND e.created_at >= ?) "
     "AND NOT EXISTS (SELECT 1 FROM events e JOIN deliveries d ON d.event_id = e.id "
     "    WHERE e.source = w.source AND e.sys_id = w.sys_id AND d.state IN ('pending', 'inflight')) "
-    "ORDER BY settled_at LIMIT ?2"
+    "ORDER BY settled_at LIMIT ?"
 )
 _DELETE = (
     "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE source = ? AND sys_id = ?)",
@@ -47,8 +47,9 @@ _DELETE = (
     "DELETE FROM windows WHERE source = ? AND sys_id = ?",
 )
 # A reminder mark (``reminded:<target>:<source>:<sys_id>:<planned start>``, set to when it was sent) is
-# read only until its window starts: one sent before the cutoff is never read again.
-_OLD_REMINDERS = "DELETE FROM meta WHERE key >= 'reminded:' AND key < 'reminded;' AND value < ?"
+# read only until its window starts: one sent before the cutoff is never read again. (substr, not a
+# range of keys: PostgreSQL's collation may not order ':' before ';'.)
+_OLD_REMINDERS = "DELETE FROM meta WHERE substr(key, 1, 9) = 'reminded:' AND value < ?"
 
 
 def settled_at(t: Tracked) -> str | None:
@@ -65,12 +66,13 @@ def _iso(dt: datetime) -> str:
 
 class _Store(Protocol):
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor: ...
+    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
     def transaction(self) -> AbstractContextManager[None]: ...
 
 
 class Retention:
-    """The store's retention queries (:class:`connector.store.sqlite.Store` mixes them in)."""
+    """The store's retention queries (:class:`connector.store.queries.SqlStore` mixes them in: both
+    databases run them)."""
 
     def prune(self: _Store, cutoff: datetime, *, limit: int = 200, source: str | None = None) -> int:
         """Delete up to ``limit`` windows (of ``source``, or of any) that settled before ``cutoff`` (see
@@ -78,7 +80,8 @@ class Retention:
         # ``Store.generation`` (the served calendar's cache) is not bumped: retention is at least the
         # feed's 7 days, so no window deleted here was in it.
         with self.transaction():
-            keys = self._q(_DUE, (_iso(cutoff), limit, source))
+            args: list[Any] = [_iso(cutoff), *([source] if source is not None else []), _iso(cutoff), limit]
+            keys = self._q(_DUE.format(source="AND source = ? " if source is not None else ""), args)
             for key in keys:
                 for sql in _DELETE:
                     self._x(sql, key)

@@ -14,10 +14,16 @@ migrations that build it, one script per version (``PRAGMA user_version`` counts
 - ``meta``: the store's random id (namespaces event ids in Slack metadata) and small facts;
 - ``seen``: the version (``sys_mod_count`` or a digest) last applied of each recently updated record,
   so the poll's lookback skips what it reads again (``connector.servicenow.lookback``); rows older
-  than the lookback are dropped as new ones are written.
+  than the lookback are dropped as new ones are written;
+- ``leader_lease``: on PostgreSQL, the one lease replicas compete for: who holds it, until when, and
+  its fencing token, which grows by one each time the lease changes hands; every write transaction of
+  the leader checks it (``connector.leader``). On SQLite (one host) it stays empty.
 
 ``windows.settled_at`` (v5) is when a window stopped needing anything (``connector.store.retention``):
 retention counts from it, and the calendar reads only windows that have not settled or settled lately.
+
+The same migrations exist for PostgreSQL (:mod:`connector.store.pg_schema`), in the same order and
+numbering: version *n* there makes the change version *n* makes here.
 """
 
 from __future__ import annotations
@@ -82,5 +88,11 @@ MIGRATIONS: list[str] = [
         WHERE phase IN ('completed', 'cancelled', 'withdrawn', 'ended', 'pending');
     CREATE INDEX windows_settled ON windows (settled_at);
     CREATE INDEX events_window ON events (source, sys_id);
+    """,
+    # 6: the leader lease of replicas sharing one PostgreSQL state (unused on SQLite)
+    """
+    CREATE TABLE leader_lease (
+        name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at TEXT NOT NULL,
+        host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL);
     """,
 ]
