@@ -193,6 +193,9 @@ class SlackSettings(_Strict):
 
 
 class StateSettings(_Strict):
+    """Where the state lives: a SQLite file (``path``, the default), or PostgreSQL (``url``) shared by
+    replicas on several hosts, of which the one holding the lease works (docs/ha.md)."""
+
     path: Path = Field(default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", ".")) / "state.db")
     #: how long a finished window is kept (``connector.store.retention``): ``90d``, ``26w``, ``2160h``;
     #: a bare number is days. At least 7 days, the calendar feed's horizon.
@@ -202,6 +205,45 @@ class StateSettings(_Strict):
     @classmethod
     def _retention(cls, v: object) -> timedelta:
         return parse_retention(v)
+
+    #: postgresql://user@host:port/dbname[?sslmode=…]; the password goes in ``password`` (a secret)
+    url: str | None = None
+    password: SecretStr | None = None
+    #: the PostgreSQL schema of the tables (created if missing); default: the role's search_path
+    pg_schema: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    #: seconds a leader's lease lasts; the standby takes over at most this long after the leader died
+    lease_seconds: float = Field(default=10.0, ge=3, le=300)
+    #: how often the leader renews its lease (and a standby looks whether it lapsed)
+    renew_seconds: float = Field(default=3.0, ge=0.5, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        scheme, sep, rest = v.partition("://")
+        if not sep or scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user@host:5432/dbname")
+        if ":" in rest.split("/", 1)[0].rpartition("@")[0]:
+            raise ValueError(
+                "must not contain a password: put it in state.password_file (or ITSM_STATE__PASSWORD, "
+                "or the systemd credential state-password)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _timing(self) -> StateSettings:
+        # a renewal may fail (a slow query, a reconnect) and the next one still be in time
+        if self.renew_seconds * 3 > self.lease_seconds:
+            raise ValueError(
+                f"renew_seconds ({self.renew_seconds:g}) must be at most a third of lease_seconds "
+                f"({self.lease_seconds:g})"
+            )
+        return self
+
+    @property
+    def postgresql(self) -> bool:
+        return self.url is not None
 
 
 _UNITS = {"d": timedelta(days=1), "w": timedelta(weeks=1), "h": timedelta(hours=1)}

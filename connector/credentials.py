@@ -26,6 +26,7 @@ SECRETS = [
     ("alertmanager", "password", "password_file", "alertmanager-password", False),
     ("alertmanager", "bearer_token", "bearer_token_file", "alertmanager-bearer-token", False),
     ("health", "board_token", "board_token_file", "board-token", False),
+    ("state", "password", "password_file", "state-password", False),
 ]
 
 

@@ -11,6 +11,8 @@ Threads::
     sink-<name>     one per Slack channel and for Alertmanager (:class:`~connector.sink_worker.SinkWorker`):
                     drains the outbox, woken after each commit
     health-http     the optional listener (``connector.health``), reading snapshots only
+    leader-lease    on PostgreSQL, the leader election (``connector.leader``): on a standby, the
+                    source and sink workers idle until this replica holds the lease
 
 A source that hangs (accepts the connection, never answers) holds only its own worker until its
 ``timeout`` (and retries) end the request: the other sources keep their schedules, the sinks keep
@@ -76,7 +78,8 @@ class Daemon:
     ``wait(seconds)`` is every wait of the daemon's threads (retry backoff, idle until the next job,
     the main loop's nap) and returns True once shutdown was requested; tests pass a fake clock's.
     ``status`` is shared with the sink workers (they report into it); ``sinks`` are started with the
-    loop and given ``shutdown_grace`` to finish the step in progress at shutdown."""
+    loop and given ``shutdown_grace`` to finish the step in progress at shutdown. ``active()`` is
+    False on a standby replica (``connector.leader``): its source workers then run no job."""
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class Daemon:
         state: RunState | None = None,
         sinks: Sequence[SinkWorker] = (),
         prune: Callable[[str, datetime, int], int] | None = None,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         """``prune(source, now, limit)``: retention; each source's worker deletes one small batch of its
         source's settled windows after each refresh (``SourceWorker.refresh``)."""
@@ -127,6 +131,7 @@ class Daemon:
                 in_flight=(in_flight or {}).get(s.name),
                 on_fatal=self._fatal,
                 prune=prune,
+                active=active,
             )
             for s in syncers
         }
@@ -151,6 +156,12 @@ class Daemon:
         if self.state.fatal is None:
             self.state.fatal = e
         self.stop.set()
+
+    def became_leader(self) -> None:
+        """This replica just took the lease: every source polls at once, every sink delivers."""
+        for w in self.workers.values():
+            w.due_now()
+        self._wake_sinks()
 
     def _wake_sinks(self) -> None:
         for s in self.sinks:

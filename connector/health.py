@@ -119,11 +119,23 @@ class HealthSnapshot:
     uptime: float  # seconds since the start, on the monotonic clock
     sources: Mapping[str, SourceHealth] = field(default_factory=lambda: MappingProxyType({}))
     slack_failing: str | None = None  # e.g. "channel_not_found"; None while delivery works
+    #: replicas on PostgreSQL: "leader" or "standby" (None: one replica on SQLite)
+    role: str | None = None
+    #: who leads, as the lease says: host, pid, since (ISO), token
+    leader: Mapping[str, Any] | None = None
+    #: why the state database cannot be reached (a replica of a group); None while it answers
+    state_error: str | None = None
 
 
 def evaluate_health(s: HealthSnapshot) -> tuple[bool, list[str]]:
-    """Return ``(healthy, reasons)``; ``reasons`` names every failed check and is empty when healthy."""
+    """Return ``(healthy, reasons)``; ``reasons`` names every failed check and is empty when healthy.
+    A standby replica polls nothing: it is healthy while it reaches the state database (and watches
+    the lease)."""
     reasons: list[str] = []
+    if s.state_error:
+        reasons.append(f"state database unreachable: {s.state_error}")
+    if s.role == "standby":
+        return not reasons, reasons
     for name, src in s.sources.items():
         limit = STALE_AFTER_INTERVALS * src.poll_interval
         age = src.ok_age if src.ok_age is not None else s.uptime
@@ -148,6 +160,9 @@ def health_body(s: HealthSnapshot) -> tuple[int, dict[str, Any]]:
     body: dict[str, Any] = {"status": "ok" if healthy else "failing"}
     if not healthy:
         body["reasons"] = reasons
+    if s.role is not None:
+        body["role"] = s.role
+        body["leader"] = dict(s.leader) if s.leader is not None else None
     oks = [src.last_ok_at for src in s.sources.values()]
     errors = [f"{name}: {src.error}" for name, src in s.sources.items() if src.error]
     body.update(

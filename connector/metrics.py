@@ -21,6 +21,9 @@ Series (all prefixed ``itsm_connector_``)::
     outbox_oldest_age_seconds               gauge    age of the oldest undelivered event (0 when empty)
     windows{phase}                          gauge    windows known per phase
     problem_tickets                         gauge    tickets that could not be turned into a window
+    leader                                  gauge    1 while this replica is the active one (always 1
+                                                     on SQLite: one replica), 0 on a standby
+    leadership_changes_total                counter  changes of this replica's role (docs/ha.md)
     build_info{version}                     gauge    always 1
     poll_duration_seconds{source}           histogram one poll attempt of a source (all its pages)
     slack_request_duration_seconds{method}  histogram one Slack Web API request (chat.postMessage, …)
@@ -138,6 +141,13 @@ class Metrics:
         self._problems = Gauge(
             f"{PREFIX}_problem_tickets", "Tickets that could not be turned into a window.", registry=r
         )
+        self._leader = Gauge(
+            f"{PREFIX}_leader", "1 while this replica is the active one (holds the lease).", registry=r
+        )
+        self._leader.set(1)
+        self._leadership_changes = Counter(
+            f"{PREFIX}_leadership_changes", "Changes of this replica's role (leader/standby).", registry=r
+        )
         self._build_info = Gauge(
             f"{PREFIX}_build_info", "Build information; always 1.", ["version"], registry=r
         )
@@ -227,6 +237,12 @@ class Metrics:
         self._phases.update(counts)
         for phase in self._phases:
             self._windows.labels(phase=phase).set(counts.get(phase, 0))
+
+    def set_leader(self, leader: bool, *, changed: bool = True) -> None:
+        """This replica's role; ``changed``: count it as a change of role."""
+        self._leader.set(1 if leader else 0)
+        if changed:
+            self._leadership_changes.inc()
 
     def set_problems(self, n: int) -> None:
         self._problems.set(n)

@@ -11,13 +11,18 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from connector.errors import SinkPermanentError, SinkRetryableError, StateError
+from connector.errors import SinkPermanentError, SinkRetryableError, StateError, StateInterrupted
 from connector.logs import TransitionLog
 
 if TYPE_CHECKING:
     from connector.daemon import RunState
 
 log = logging.getLogger(__name__)
+
+#: seconds between looks whether a standby became the leader
+STANDBY_RECHECK = 1.0
+#: seconds before a pass that the state database refused runs again (it may be back soon)
+STATE_RETRY = 2.0
 
 
 def utc_now() -> datetime:
@@ -38,8 +43,10 @@ class SinkWorker:
         idle: float = 30.0,
         max_backoff: float = 300.0,
         on_result: Callable[[str, object | None, str | None], None] = lambda n, r, e: None,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         self.name = name
+        self._active = active  # False on a standby replica: it delivers nothing
         self._deliver = deliver
         self._stop = stop
         self._state = state
@@ -64,8 +71,15 @@ class SinkWorker:
 
     def run_once(self) -> float:
         """One delivery pass; returns how long to wait before the next one."""
+        if not self._active():
+            return STANDBY_RECHECK
         try:
             result = self._deliver(self._clock())
+        except StateInterrupted as e:  # the state database is down, or this replica lost the lease
+            self.failures += 1
+            self._state.sink_errors[self.name] = str(e)
+            self._translog.failed(str(e), level=logging.ERROR)
+            return STATE_RETRY
         except SinkPermanentError as e:
             self._fail(str(e), level=logging.ERROR)
             return min(self._max_backoff, 60.0 * 2 ** min(self.failures, 3))

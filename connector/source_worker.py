@@ -20,7 +20,13 @@ from datetime import datetime, timedelta
 import tenacity
 
 from connector.apply import PollResult
-from connector.errors import SourceAuthError, SourceError, SourceUnavailable, StateError
+from connector.errors import (
+    SourceAuthError,
+    SourceError,
+    SourceUnavailable,
+    StateError,
+    StateInterrupted,
+)
 from connector.health import SourceHealth
 from connector.inflight import InFlight
 from connector.logs import TransitionLog
@@ -36,6 +42,10 @@ MAX_BACKOFF = 300.0
 JOBS = ("poll", "tick", "refresh")
 #: windows deleted after each refresh at most (retention): a few milliseconds of one transaction
 PRUNE_BATCH = 200
+#: seconds between looks whether a standby became the leader
+STANDBY_RECHECK = 1.0
+#: seconds before a job that the state database refused runs again (it may be back soon)
+STATE_RETRY = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,10 +85,12 @@ class SourceWorker:
         in_flight: InFlight | None = None,
         on_fatal: Callable[[StateError], None] = lambda e: None,
         prune: Callable[[str, datetime, int], int] | None = None,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         """``on_fatal``: the state database failed in this worker's thread (the daemon stops).
         ``prune(source, now, limit)``: retention, one batch after each refresh (``_refresh``)."""
         self.name, self.syncer, self.plan, self.state = syncer.name, syncer, plan, state
+        self._active = active  # False on a standby replica: no job runs
         self._on_fatal = on_fatal
         self._prune = prune
         self.prune_batch = PRUNE_BATCH
@@ -91,6 +103,7 @@ class SourceWorker:
         start = monotonic()
         self._due = {"poll": start, "tick": start, "refresh": start + plan.refresh_interval}
         self._failures = dict.fromkeys(JOBS, 0)
+        self._state_failed: set[str] = set()
         self._not_before = start  # credentials refused, or a long Retry-After: no poll before this
         self._alive_at: float | None = None  # last sign of life while in a job; None: not in one
         what = f"ServiceNow source {self.name!r}"
@@ -121,7 +134,10 @@ class SourceWorker:
                 return
 
     def run_pending(self) -> float:
-        """Run the jobs that are due; return the seconds until the next one is."""
+        """Run the jobs that are due; return the seconds until the next one is. A standby runs none
+        (its jobs stay due: the first turn after it becomes the leader runs them)."""
+        if not self._active():
+            return STANDBY_RECHECK
         for job, run in (("poll", self.poll), ("tick", self.tick), ("refresh", self.refresh)):
             started = self._monotonic()
             if started >= self._due[job] and not self._stop.is_set():
@@ -131,10 +147,19 @@ class SourceWorker:
 
     def _next(self, job: str, ok: bool, started: float) -> float:
         interval, finished = self._intervals[job], self._monotonic()
+        if job in self._state_failed:  # the state database refused: again soon, not in an interval
+            self._state_failed.discard(job)
+            return finished + STATE_RETRY
         if self._failures[job]:  # it crashed: back off
             return finished + max(interval, min(MAX_BACKOFF, interval * 2 ** (self._failures[job] - 1)))
         due = started + interval if ok else finished + interval  # a failed poll is not repeated at once
         return max(due, self._not_before) if job == "poll" else due
+
+    def due_now(self) -> None:
+        """Poll and tick at the next turn (this replica just became the leader)."""
+        now = self._monotonic()
+        self._due["poll"] = min(self._due["poll"], now)
+        self._due["tick"] = min(self._due["tick"], now)
 
     # -- the jobs (also run one at a time by Daemon.poll/tick/refresh) ------------------------------
     def poll(self) -> bool:
@@ -157,6 +182,13 @@ class SourceWorker:
             return False  # shutdown while waiting to retry: nothing was committed
         except StateError:
             raise  # not contained: the daemon stops (``_run``), ``sync`` says it and exits
+        except StateInterrupted as e:  # the state database is down, or this replica lost the lease
+            self._state_failed.add(job)
+            self._logs[job].failed(f"{e} (nothing was written)", level=logging.ERROR)
+            if job == "poll":
+                self.state.last_error = str(e)
+                self._on_poll(self.name, None, str(e), "state")
+            return False
         except Exception as e:
             if self._stop.is_set():
                 log.debug("%s of %r ended by the shutdown", job, self.name, exc_info=True)

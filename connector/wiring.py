@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from slack_sdk import WebClient
@@ -37,16 +37,20 @@ from connector.health import HealthServer
 from connector.inflight import InFlight
 from connector.metrics import Metrics
 from connector.refresh import RefreshRequests
+from connector.replica import FencedSession, FencedSlackClient, elect, open_state
 from connector.servicenow.client import ServiceNowSource
 from connector.slack.api import Interrupted, sdk_logger
 from connector.slack.context import render_context
 from connector.slack.delivery import SlackSink
 from connector.slack.digest import DigestPoster
 from connector.slack.feed import ChannelFeed
+from connector.store.api import StateStore
 from connector.store.lock import StateLock
-from connector.store.sqlite import Store
 from connector.sync import Syncer
 from connector.telemetry import HealthView, Telemetry
+
+if TYPE_CHECKING:
+    from connector.leader import Leadership
 
 
 @dataclass
@@ -54,7 +58,7 @@ class Connector:
     """The assembled connector: its parts, and :meth:`close`. Behaviour lives in the parts."""
 
     settings: Settings
-    store: Store
+    store: StateStore
     daemon: Daemon
     metrics: Metrics
     telemetry: Telemetry
@@ -69,6 +73,8 @@ class Connector:
     health: HealthServer | None = None
     #: the state's lock (``run``, ``sync``), held from before the store was opened until it is closed
     state_lock: StateLock | None = None
+    #: on PostgreSQL, this replica's leader election (``run`` starts it); None on SQLite
+    leadership: Leadership | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -77,6 +83,8 @@ class Connector:
         self._closed = True
         if self.health:
             self.health.stop()
+        if self.leadership is not None:
+            self.leadership.stop(release=True)
         for s in self.sources:
             s.close()
         self.store.close()
@@ -127,24 +135,40 @@ def build_connector(
     monotonic: Callable[[], float] = time.monotonic,
     stop: threading.Event | None = None,
     slack_client: Any | None = None,
-    store: Store | None = None,
+    store: StateStore | None = None,
     wait: Callable[[float], bool] | None = None,
     listen: bool = True,
 ) -> Connector:
     """``wait(seconds)`` is every in-process wait (pacing, Retry-After, retry backoff, the daemon's
     schedule): it returns True when shutdown was requested. Default: ``stop.wait``; tests pass one
     that moves a fake clock, with the ``clock`` (wall) and ``monotonic`` it moves.
-    ``listen``: build the HTTP listener when ``health.enabled`` (``run`` starts it)."""
+    ``listen``: build the HTTP listener when ``health.enabled`` (``run`` starts it).
+    On PostgreSQL (``state.url``) the replica's leader election is built (not started): until it
+    holds the lease, no worker polls or delivers."""
     stop = stop or threading.Event()
     wait = wait or stop.wait
     sl = settings.slack
-    store = store or Store(settings.state.path)
+    store = store or open_state(settings.state)
     metrics = Metrics(
         __version__,
         phases=[p.value for p in Phase],
         sources=[sn.name for sn in settings.all_sources],
         sinks=["slack", *(["alertmanager"] if settings.alertmanager is not None else [])],
     )
+    leadership: Leadership | None = None
+    if settings.state.postgresql:
+
+        def on_change(leader: bool) -> None:  # in the election's thread, after every part is built
+            metrics.set_leader(leader)
+            if leader:
+                telemetry.forget()
+                for feed in feeds.values():
+                    feed.sink.forget()
+                daemon.became_leader()
+
+        leadership = elect(settings.state, store, on_change)
+        metrics.set_leader(False, changed=False)
+    active = leadership.is_leader if leadership is not None else (lambda: True)
     telemetry = Telemetry(metrics, store, clock)
     refreshes = RefreshRequests(store)
     state = RunState(started_at=clock())
@@ -190,6 +214,8 @@ def build_connector(
         retry_handlers=[],
         logger=sdk_logger(),
     )
+    if leadership is not None:
+        client = FencedSlackClient(client, leadership.guard)
     feeds: dict[str, ChannelFeed] = {}
     workers: list[SinkWorker] = []
     for channel in settings.all_channels:
@@ -218,15 +244,30 @@ def build_connector(
         feeds[channel] = feed
         workers.append(
             SinkWorker(
-                str(sink.target), feed.deliver, stop, state, clock=clock, on_result=telemetry.sink_result
+                str(sink.target),
+                feed.deliver,
+                stop,
+                state,
+                clock=clock,
+                on_result=telemetry.sink_result,
+                active=active,
             )
         )
     silences = None
     if settings.alertmanager is not None:
-        silences = SilenceDelivery.from_settings(settings.alertmanager, store, on_change=refreshes.request)
+        session = FencedSession(leadership.guard) if leadership is not None else None
+        silences = SilenceDelivery.from_settings(
+            settings.alertmanager, store, on_change=refreshes.request, session=session
+        )
         workers.append(
             SinkWorker(
-                "alertmanager", silences.deliver, stop, state, clock=clock, on_result=telemetry.sink_result
+                "alertmanager",
+                silences.deliver,
+                stop,
+                state,
+                clock=clock,
+                on_result=telemetry.sink_result,
+                active=active,
             )
         )
     retention = settings.state.retention
@@ -245,8 +286,9 @@ def build_connector(
         state=state,
         sinks=workers,
         prune=lambda source, now, limit: store.prune(now - retention, limit=limit, source=source),
+        active=active,
     )
-    view = HealthView(daemon, store)
+    view = HealthView(daemon, store, leadership)
     calendar = CalendarFeed(store, clock)
     board = BoardFeed(store, settings, view.health_snapshot, clock)
     health = None
@@ -280,4 +322,5 @@ def build_connector(
         feeds=feeds,
         silences=silences,
         health=health,
+        leadership=leadership,
     )

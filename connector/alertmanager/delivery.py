@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import requests
+
 from connector.alertmanager.apply import AlertmanagerSink
 from connector.alertmanager.client import AlertmanagerClient, AlertmanagerError
 from connector.alertmanager.plan import StoredSilence
@@ -44,9 +46,13 @@ class SilenceDelivery:
 
     @classmethod
     def from_settings(
-        cls, settings: AlertmanagerSettings, store: StateStore, on_change: Callable[[tuple[str, str]], None]
+        cls,
+        settings: AlertmanagerSettings,
+        store: StateStore,
+        on_change: Callable[[tuple[str, str]], None],
+        session: requests.Session | None = None,
     ) -> SilenceDelivery:
-        return cls(AlertmanagerSink(AlertmanagerClient(settings), settings), store, on_change)
+        return cls(AlertmanagerSink(AlertmanagerClient(settings, session), settings), store, on_change)
 
     def deliver(self, now: datetime) -> SilenceReport:
         report = SilenceReport()

@@ -24,7 +24,7 @@ from connector.cli.demo_timeline import T0, play, seed
 from connector.config import Settings
 from connector.simulators.servicenow import ServiceNowSimulator
 from connector.simulators.slack import DEFAULT_TOKEN, SlackSimulator
-from connector.store.sqlite import Store
+from connector.store.api import StateStore
 from connector.wiring import Connector, build_connector
 
 CHANNEL = "C0MAINT01"
@@ -109,7 +109,7 @@ def run_demo(*, locale: str = "ko", timezone: str = "Asia/Seoul", out: TextIO | 
 class SilencePreview:
     """The silences each window would have, step by step, told as changes (new, moved, expired)."""
 
-    def __init__(self, store: Store, tz: ZoneInfo) -> None:
+    def __init__(self, store: StateStore, tz: ZoneInfo) -> None:
         self._store = store
         self._tz = tz
         self._planned: dict[str, list[SilenceSpec]] = {}

@@ -69,6 +69,12 @@ def _built(
 
     with ExitStack() as stack:
         if getattr(args, "dry_run", False):
+            if settings.state.postgresql:
+                raise ConfigError(
+                    "--dry-run works on a SQLite state: with state.url (PostgreSQL) it would need a "
+                    "copy of the shared state; run it against a copy made by `itsm-connector state migrate`",
+                    problems=[],
+                )
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="itsm-dry-run-")))
             path = _dry_run_store(settings, tmp)
             print(
@@ -79,6 +85,8 @@ def _built(
             app = build_connector(
                 settings, stop=stop, slack_client=PrintingSlackClient(sys.stdout), store=Store(path)
             )
+        elif settings.state.postgresql:  # replicas share it by design: the lease, not a lock, decides
+            app = build_connector(settings, stop=stop)
         else:
             lock = _lock_state(settings.state.path, args.command)
             try:
@@ -137,10 +145,18 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             __version__,
             ", ".join(f"source {sn.name} ({sn.url})" for sn in settings.all_sources),
             settings.slack.channel,
-            "a throwaway copy (dry run)" if getattr(args, "dry_run", False) else app.store.path,
+            "a throwaway copy (dry run)" if getattr(args, "dry_run", False) else app.store.location,
         )
         notifier.send(READY=1, STATUS="started; first poll running")
         try:
+            if app.leadership is not None:
+                log.info(
+                    "replica of a group on %s: lease %gs renewed every %gs; standby until it holds the lease",
+                    app.store.location,
+                    settings.state.lease_seconds,
+                    settings.state.renew_seconds,
+                )
+                app.leadership.start()
             app.daemon.run(heartbeat=heartbeat, max_nap=beat.ping_every)
         finally:
             notifier.stopping()
@@ -186,6 +202,11 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         print(redact(line), flush=True)
 
     with _built(settings, args) as app:
+        if app.leadership is not None and not app.leadership.step():
+            cur = app.leadership.current
+            who = f"{cur.host} (pid {cur.pid})" if cur is not None else "another replica"
+            print(f"sync: not the leader: {who} holds the lease of {app.store.location}", file=sys.stderr)
+            return 1
         app.daemon.poll()
         app.daemon.tick()
         for name, st in app.daemon.state.sources.items():

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from zoneinfo import ZoneInfo
 
@@ -52,6 +52,9 @@ class CallLogEntry:
     error: str | None
     fault: str | None = None  # the injected fault that shaped this call, if any
     ts: str | None = None  # ts of the message posted or updated
+    #: the token the call came with (tests tell two replicas apart by it)
+    token: str | None = field(default=None, compare=False)
+    at: float = field(default=0.0, compare=False)  # time.monotonic() when the call was answered
 
 
 @dataclass(frozen=True)
@@ -232,8 +235,8 @@ class SlackSimulator:
         kind = fault.kind if fault is not None else None
         if fault is not None and kind == "slow":
             time.sleep(fault.delay)
+        token = authorization.removeprefix("Bearer ").strip() or params.get("token")
         if fault is None or kind in ("slow", "lost_response"):
-            token = authorization.removeprefix("Bearer ").strip() or params.get("token")
             reply, error, ts = self._answer(method, params, token if isinstance(token, str) else None)
         else:
             reply, error, ts = *self._fault_reply(fault), None
@@ -241,7 +244,9 @@ class SlackSimulator:
             reply = dataclasses.replace(reply, headers=(("X-OAuth-Scopes", ",".join(sorted(self._scopes))),))
         unanswered = kind in ("drop", "lost_response")
         ok = error is None and kind != "drop"
-        self._log(CallLogEntry(method, channel, 0 if unanswered else reply.status, ok, error, kind, ts))
+        status = 0 if unanswered else reply.status
+        who = token if isinstance(token, str) else None
+        self._log(CallLogEntry(method, channel, status, ok, error, kind, ts, who, time.monotonic()))
         return None if unanswered else reply
 
     def _log(self, entry: CallLogEntry) -> None:

@@ -45,6 +45,7 @@ from slack_sdk.errors import SlackApiError
 from connector.domain.events import Event, EventKind
 from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Problem
+from connector.errors import StateError, StateInterrupted
 from connector.slack.api import GONE, Answer, Interrupted, SlackChannel
 from connector.slack.render import RenderContext, Rendered, render_event, render_parent
 from connector.store.api import Delivery, StateStore
@@ -114,6 +115,11 @@ class SlackSink:
         # stopped early). None: not known yet, so the first pass checks every parent (after a crash).
         self._stale: set[tuple[str, str]] | None = None
         self._unrenderable: set[tuple[tuple[str, str], str]] = set()  # said once per process
+
+    def forget(self) -> None:
+        """Drop what this sink remembers between passes (this replica just became the leader: another
+        one may have posted meanwhile); the next pass reads it again from the store."""
+        self._stale = None
 
     # -- the delivery pass --------------------------------------------------------------------------
     def deliver(
@@ -219,6 +225,8 @@ class SlackSink:
     ) -> None:
         try:
             rendered = self._render_parent(key, now)
+        except (StateError, StateInterrupted):
+            raise  # the state database, not this message
         except Exception as e:  # this message only: its window's replies wait for it
             self._cannot_render(key, "parent message", e, now, report)
             return
@@ -274,6 +282,8 @@ class SlackSink:
             return
         try:
             rendered = self._render_parent(key, now)
+        except (StateError, StateInterrupted):
+            raise  # the state database, not this message
         except Exception as e:  # this message only
             self._cannot_render(key, "update of the parent message", e, now, report)
             return
@@ -326,6 +336,8 @@ class SlackSink:
                 return
         try:
             rendered = render_event(d.event, self._context(d.event.window))
+        except (StateError, StateInterrupted):
+            raise  # the state database, not this message
         except Exception as e:  # this message only
             self._mark(d, "failed", now, error=f"cannot be rendered: {type(e).__name__}")
             self._cannot_render(d.key, f"{d.event.kind} reply", e, now, report)

@@ -51,7 +51,7 @@ Fence = Callable[[], "tuple[str, str, int] | None"]
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 FENCE_SQL = (
-    "SELECT 1 FROM leader_lease WHERE name=%s AND holder=%s AND token=%s AND expires_at > now() FOR SHARE"
+    "SELECT 1 FROM leader_lease WHERE name=? AND holder=? AND token=? AND expires_at > now() FOR SHARE"
 )
 
 
@@ -81,13 +81,14 @@ def connect_args(
     application_name: str,
     idle_in_tx: float,
     schema: str | None = None,
+    lock_timeout: float = 10.0,
 ) -> dict[str, Any]:
     """What :func:`psycopg.connect` gets, for every connection of a replica: autocommit, TCP
     keepalives short enough that a dead server is noticed in ~25 s (not Linux's two hours), and
     server-side timeouts so that a paused client cannot hold a lock for long."""
     options = (
         f"-c idle_in_transaction_session_timeout={int(idle_in_tx * 1000)} "
-        "-c statement_timeout=30000 -c lock_timeout=10000"
+        f"-c statement_timeout=30000 -c lock_timeout={int(lock_timeout * 1000)}"
     )
     if schema is not None:
         options += f" -c search_path={schema}"
