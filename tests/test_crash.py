@@ -62,8 +62,9 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    def start(self, **extra_env: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ITSM_", "NOTIFY_", "WATCHDOG_"))}
+        env.update(extra_env)
         env.pop("JOURNAL_STREAM", None)
         env.pop("CREDENTIALS_DIRECTORY", None)
         with self.log.open("a") as out:
@@ -240,10 +241,14 @@ def meta_id(m: SimMessage) -> str:
 
 
 def channel_problems(
-    snow: ServiceNowSimulator, slack: SlackSimulator, db_path: Path, settings: Settings
+    snow: ServiceNowSimulator,
+    slack: SlackSimulator,
+    db_path: Path | Callable[[], dict[str, Any]],
+    settings: Settings,
 ) -> tuple[list[str], dict[str, int]]:
-    """Everything that is not exactly right, and the counts of what is."""
-    st = read_state(db_path)
+    """Everything that is not exactly right, and the counts of what is. ``db_path``: the SQLite state,
+    or a function that reads the state as :func:`read_state` does (tests/test_replicas.py: PostgreSQL)."""
+    st = read_state(db_path) if isinstance(db_path, Path) else db_path()
     store_id, windows, events = st["store_id"], st["windows"], st["events"]
     problems: list[str] = []
     tickets = {r["sys_id"]: r for r in snow.records("change_request")}
