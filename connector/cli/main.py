@@ -48,6 +48,8 @@ exit codes:
 
 #: commands that only read the state database: they need no secrets
 READ_ONLY = ("windows", "status", "digest", "calendar")
+#: the commands that need no Slack or ServiceNow secret (the state's password, when they use it, is read)
+NO_SERVICE_SECRETS = (*READ_ONLY, "state")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     dg.add_argument("--channel", help="only this channel id")
     cal = cmd("calendar", "the windows as an iCalendar feed on stdout (itsm-connector calendar > w.ics)")
     cal.add_argument("--channel", help="only the windows this channel follows")
+    st = cmd("state", "state database tools: migrate copies the SQLite state into PostgreSQL (docs/ha.md)")
+    st.add_argument("action", choices=["migrate"])
+    st.add_argument("--to", required=True, help="postgresql://user@host:port/dbname (no password in it)")
+    st.add_argument("--schema", help="the PostgreSQL schema to hold the tables (default: search_path)")
     demo = cmd("demo", "the real pipeline against built-in simulators, on a scripted evening", config=False)
     demo.add_argument("--locale", choices=["ko", "en"], default="ko")
     demo.add_argument("--timezone", default="Asia/Seoul")
@@ -142,7 +148,7 @@ def _configured(args: argparse.Namespace) -> int:
 
     args.config = config_path(args)
     try:
-        settings = load_settings(args.config, secrets_required=args.command not in READ_ONLY)
+        settings = load_settings(args.config, secrets_required=args.command not in NO_SERVICE_SECRETS)
     except ConfigError as e:
         print(f"itsm-connector: {e}", file=sys.stderr)
         return 2
@@ -171,8 +177,10 @@ def _handler(command: str) -> Callable[[Settings, argparse.Namespace], int]:
     from connector.cli.check import cmd_check
     from connector.cli.report import cmd_calendar, cmd_digest, cmd_status, cmd_windows
     from connector.cli.service import cmd_run, cmd_sync
+    from connector.cli.state import cmd_state
 
     return {
+        "state": cmd_state,
         "run": cmd_run,
         "sync": cmd_sync,
         "check": cmd_check,

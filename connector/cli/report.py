@@ -125,6 +125,8 @@ def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
     from connector.store.schema import MIGRATIONS
     from connector.store.sqlite import Store
 
+    if settings.state.postgresql:
+        return _open_shared_state(settings)
     path = settings.state.path
     if not path.exists():
         print(
@@ -140,6 +142,36 @@ def _open_state(settings: Settings):  # type: ignore[no-untyped-def]
         print(
             f"itsm-connector: the state database {path} is schema v{version}, this version "
             f"({__version__}) expects v{len(MIGRATIONS)}: restart the daemon so it migrates it",
+            file=sys.stderr,
+        )
+        return None
+    return store
+
+
+def _open_shared_state(settings: Settings):  # type: ignore[no-untyped-def]
+    """The PostgreSQL state for a read-only command: neither created nor migrated."""
+    from connector.store.pg_schema import PG_MIGRATIONS
+    from connector.store.postgres import PostgresStore
+
+    st = settings.state
+    assert st.url is not None
+    store = PostgresStore(
+        st.url,
+        password=st.password.get_secret_value() if st.password else None,
+        schema=st.pg_schema,
+        application_name="itsm-connector status",
+        migrate=False,
+    )
+    try:
+        version = store.schema_version()
+    except Exception:
+        store.close()
+        raise
+    if version != len(PG_MIGRATIONS):
+        store.close()
+        print(
+            f"itsm-connector: the state database {store.location} is schema v{version}, this version "
+            f"({__version__}) expects v{len(PG_MIGRATIONS)}: start a replica so it migrates it",
             file=sys.stderr,
         )
         return None

@@ -48,6 +48,11 @@ class StatusReport:
     healthy: bool
     reasons: list[str] = field(default_factory=list)
     health_from: str = "the state database"
+    #: replicas on PostgreSQL: this host's daemon's role ("leader", "standby"; None: not answering)
+    role: str | None = None
+    #: who leads, as the lease row says: "host (pid N) since …, token T"; None on SQLite
+    leader: str | None = None
+    replicated: bool = False
 
 
 def fetch_healthz(host: str, port: int, timeout: float = 2.0) -> HealthAnswer | None:
@@ -95,9 +100,11 @@ def collect(
         if state is not None and state.error:
             sink_errors[sink] = (state.error, state.since)
     answer = healthz()
+    role = None
     if answer is not None:
         code, body = answer
         healthy, reasons, origin = code == 200, list(body.get("reasons") or []), "the running daemon"
+        role = body.get("role")
     else:
         healthy, reasons = _offline_health(settings, sources, sink_errors, now)
         origin = "the state database"
@@ -112,7 +119,23 @@ def collect(
         healthy=healthy,
         reasons=reasons,
         health_from=origin,
+        role=role,
+        leader=_leader(store, now),
+        replicated=settings.state.postgresql,
     )
+
+
+def _leader(store: StateStore, now: datetime) -> str | None:
+    """Who holds the lease (PostgreSQL), read from the state: host, pid, since, until, token."""
+    lease = getattr(store, "lease", None)
+    found = lease() if lease is not None else None
+    if found is None:
+        return None
+    host, pid, since, expires_at, token = found
+    line = f"{host} (pid {pid}) since {_utc(since)}, token {token}"
+    if expires_at < now:
+        line += f"; the lease lapsed {_ago(expires_at, now)} ago: no replica leads"
+    return line
 
 
 def _offline_health(
@@ -143,6 +166,9 @@ def render(r: StatusReport, now: datetime, version: str) -> str:
     verdict = "ok" if r.healthy else "FAILING"
     lines.append(f"health     {verdict} (according to {r.health_from})")
     lines += [f"           - {reason}" for reason in r.reasons]
+    if r.replicated:
+        lines.append(f"replica    this host: {r.role or 'no daemon answers (health.enabled?)'}")
+        lines.append(f"leader     {r.leader or 'none: no replica has held the lease yet'}")
     for s in r.sources:
         lines.append(f"source     {s.name}  {s.url}")
         last = f"{_utc(s.ok_at)} ({_ago(s.ok_at, now)} ago)" if s.ok_at else "never"

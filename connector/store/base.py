@@ -85,6 +85,9 @@ class SqlBase(Facts):
     def close(self) -> None:
         raise NotImplementedError
 
+    def after_copy(self) -> None:
+        """After rows were copied in with their ids (``connector.store.copy``): nothing on SQLite."""
+
     # -- transactions -------------------------------------------------------------------------------
     def _init_id(self) -> str:
         """A new state's id; replicas that open a new state together agree on the first one written."""

@@ -119,7 +119,8 @@ def describe(e: psycopg.Error) -> str:
 class PostgresStore(SqlStore):
     """``url``: ``postgresql://user@host:port/dbname`` (no password: ``password`` is given apart).
     ``schema``: the PostgreSQL schema that holds the tables (created if missing; default: the
-    role's ``search_path``, usually ``public``)."""
+    role's ``search_path``, usually ``public``). ``migrate=False``: for the commands that only read
+    (nothing is created or migrated)."""
 
     def __init__(
         self,
@@ -130,6 +131,7 @@ class PostgresStore(SqlStore):
         idle_in_transaction_timeout: float = 10.0,
         application_name: str = "itsm-connector",
         schema: str | None = None,
+        migrate: bool = True,
     ) -> None:
         if schema is not None and not SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"not a plain PostgreSQL schema name: {schema!r}")
@@ -150,8 +152,11 @@ class PostgresStore(SqlStore):
         self.statements = 0
         self._conn: psycopg.Connection[Any] | None = None
         self._connection()
-        self._migrate()
-        self._load_id()
+        if migrate:
+            self._migrate()
+            self._load_id()
+        else:  # a command that only reads: it checks the schema itself (``schema_version``)
+            self.store_id = ""
 
     @property
     def location(self) -> str:
@@ -262,6 +267,18 @@ class PostgresStore(SqlStore):
                 self._exec(PG_MIGRATIONS[version])  # no parameters: several statements in one go
                 self._exec("INSERT INTO schema_version(version) VALUES(?)", (version + 1,))
                 log.info("state database %s: migrated to schema v%d", self.location, version + 1)
+
+    def after_copy(self) -> None:
+        """The events' id sequence continues after the ids copied in (never reused: Slack metadata)."""
+        self._exec(
+            "SELECT setval(pg_get_serial_sequence('events', 'id'), GREATEST(COALESCE(MAX(id), 0), 1), "
+            "MAX(id) IS NOT NULL) FROM events"
+        )
+
+    def lease(self, name: str = "connector") -> tuple[str, int, datetime, datetime, int] | None:
+        """(host, pid, since, expires_at, token) of the leader lease, or None if never held."""
+        rows = self._q("SELECT host, pid, since, expires_at, token FROM leader_lease WHERE name=?", (name,))
+        return (rows[0][0], int(rows[0][1]), rows[0][2], rows[0][3], int(rows[0][4])) if rows else None
 
     def schema_version(self) -> int:
         return int(self._q("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0])
