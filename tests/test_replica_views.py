@@ -79,7 +79,7 @@ def test_the_standby_is_healthy_says_so_and_names_the_leader(pair: tuple[Connect
 def test_a_standby_that_cannot_reach_the_state_database_is_not_healthy(
     pair: tuple[Connector, Connector, Any],
 ) -> None:
-    a, b, _ = pair
+    _, b, _ = pair
     assert b.leadership is not None
     b.leadership._last_ok = None  # never answered
     b.leadership._error = "connection refused"
