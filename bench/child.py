@@ -55,8 +55,15 @@ def _app(args: dict[str, Any], **over: Any) -> Any:
 
 
 def idle(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
-    """Requests, Slack calls and CPU of idle polls once the open windows are known; then refreshes."""
-    app = _app(args)
+    """Requests, Slack calls and CPU of idle polls once the open windows are known; then refreshes.
+    ``args["over"]``: settings to change, e.g. ``state__url`` for a PostgreSQL state (bench/ha.py): its
+    leader election then runs as in the daemon, and each cycle counts the statements sent."""
+    app = _app(args, **args.get("over", {}))
+    if app.leadership is not None:
+        app.leadership.start()
+        deadline = time.monotonic() + 30
+        while not app.leadership.is_leader() and time.monotonic() < deadline:
+            time.sleep(0.05)
     d = app.daemon
     d.poll()  # the first sync (not measured), then the first-run digest
     d.tick()
@@ -79,25 +86,42 @@ def idle(parent: Parent, args: dict[str, Any]) -> dict[str, Any]:
 
 def _idle_polls(parent: Parent, app: Any, args: dict[str, Any], polls: list[dict[str, Any]]) -> None:
     d = app.daemon
+    statements = _statement_counter(app.store)
     for _ in range(args["polls"]):
         time.sleep(args.get("gap", 0.0))
+        s0 = statements()
         c0, w0 = time.process_time(), time.perf_counter()
         d.poll()
         c1, w1 = time.process_time(), time.perf_counter()
         d.tick()
         deliver_everywhere(app, utc_now())
         c2 = time.process_time()
+        s1 = statements()
         counts = parent.call("counts")
         polls.append(
             {
                 "cpu_ms": (c1 - c0) * 1000,
                 "wall_ms": (w1 - w0) * 1000,
                 "cycle_cpu_ms": (c2 - c0) * 1000,
+                "statements": s1 - s0,
                 "snow": counts["snow"],
                 "snow_bytes": counts["snow_bytes"],
                 "slack": counts["slack"],
             }
         )
+
+
+def _statement_counter(store: Any) -> Any:
+    """A function returning how many statements the store has sent so far (both databases)."""
+    if hasattr(store, "statements"):  # PostgreSQL counts its own
+        return lambda: store.statements
+    sent = [0]
+
+    def count(_sql: str) -> None:
+        sent[0] += 1
+
+    store._db.set_trace_callback(count)
+    return lambda: sent[0]
 
 
 def _refreshes(parent: Parent, app: Any, args: dict[str, Any], refreshes: list[dict[str, Any]]) -> None:

@@ -22,8 +22,13 @@ REFRESHES = 2
 
 
 def one_run(
-    open_windows: int = OPEN_WINDOWS, polls: int = POLLS, profile: str | None = None, recent: int = 0
+    open_windows: int = OPEN_WINDOWS,
+    polls: int = POLLS,
+    profile: str | None = None,
+    recent: int = 0,
+    over: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``over``: settings to change (``state__url`` etc.: bench/ha.py runs it on PostgreSQL)."""
     work = tmpdir("idle")
     with simulators() as (snow, slack):
         seeder = Seeder(snow, datetime.now(timezone.utc))
@@ -38,6 +43,7 @@ def one_run(
             "gap": 0.05,
             "profile": profile,
             "recent": recent,
+            "over": over or {},
         }
         raw = SimHost(snow, slack, seeder).run("idle", args, work / "child.log")
     polls_ = raw["polls"]
@@ -60,6 +66,7 @@ def one_run(
         "cpu_ms_per_poll": median([p["cpu_ms"] for p in polls_]),
         "wall_ms_per_poll": median([p["wall_ms"] for p in polls_]),
         "cpu_ms_per_cycle": median([p["cycle_cpu_ms"] for p in polls_]),
+        "statements_per_cycle": median([p.get("statements", 0) for p in polls_]),
         "refresh_requests": median([sum(r["snow"].values()) for r in raw["refreshes"]]),
         "refresh_requests_by_table": raw["refreshes"][-1]["snow"],
         "refresh_cpu_ms": median([r["cpu_ms"] for r in raw["refreshes"]]),
