@@ -35,7 +35,8 @@ def complete(line: str, tmp_path: Path) -> list[str]:
 
 
 def test_commands_and_options_complete(tmp_path: Path) -> None:
-    assert complete("itsm-connector st", tmp_path) == ["status"]
+    assert complete("itsm-connector sta", tmp_path) == ["status", "state"]
+    assert complete("itsm-connector statu", tmp_path) == ["status"]
     assert set(complete("itsm-connector ", tmp_path)) >= {"run", "sync", "check", "windows", "status"}
     assert "--dry-run" in complete("itsm-connector run --d", tmp_path)
 
