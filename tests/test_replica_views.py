@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from connector.cli.status import collect, render
 from connector.config import Settings
 from connector.health import health_body
-from connector.status import collect, render
 from connector.wiring import Connector, build_connector
 from tests import pg
 
