@@ -34,12 +34,16 @@ class PollResult:
     events: int = 0
     problems: int = 0
     first_sync: bool = False
+    stale: int = 0  # read again older than what is stored (a hint's re-read): skipped
+    absent: int = 0  # hinted but not found (deleted, or outside the filter)
 
     def add(self, other: PollResult) -> None:
         self.fetched += other.fetched
         self.changed += other.changed
         self.events += other.events
         self.problems += other.problems
+        self.stale += other.stale
+        self.absent += other.absent
 
 
 class _Unread(Enum):

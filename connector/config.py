@@ -39,9 +39,10 @@ from connector.credentials import (
 )
 from connector.domain.routing import Route
 from connector.errors import ConfigError
+from connector.hooks.settings import HooksSettings
 from connector.servicenow.lookback import default_lookback
 from connector.servicenow.mapping import SourceMapping
-from connector.transport import insecure_notice, is_cleartext_remote, refused
+from connector.transport import insecure_notice, is_cleartext_remote, is_loopback, refused
 
 DEFAULT_CONFIG_PATH = Path("/etc/itsm-connector/config.yaml")
 #: the environment variable naming the config file when ``-c`` is not given
@@ -59,6 +60,8 @@ def valid_timezone(v: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown IANA timezone {v!r} (e.g. Asia/Seoul, UTC)") from None
     return v
+#: characters a source's hook_secret has at least
+MIN_HOOK_SECRET = 16
 
 
 class _Strict(BaseModel):
@@ -85,6 +88,10 @@ class ServiceNowSettings(_Strict):
     mapping: SourceMapping = Field(default_factory=SourceMapping)
     # http:// to a host that is not loopback sends the credentials in clear text: refused unless set
     allow_insecure_http: bool = False
+    # push (``hooks:``): the shared secret this source's hints are signed with (hmac) or carry as a
+    # bearer token; a source without one takes no hints
+    hook_secret: SecretStr | None = None
+    hook_auth: Literal["hmac", "bearer"] = "hmac"
 
     @property
     def lookback_seconds(self) -> float:
@@ -106,6 +113,17 @@ class ServiceNowSettings(_Strict):
             raise ValueError(
                 "must not contain ORDERBY: the connector orders by sys_updated_on, sys_id itself"
             )
+        return v
+
+    @field_validator("hook_secret")
+    @classmethod
+    def _hook_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < MIN_HOOK_SECRET:
+            raise ValueError(
+                f"must be at least {MIN_HOOK_SECRET} characters (e.g. 64 hex digits: openssl rand -hex 32)"
+            )
+        if v is not None and not v.get_secret_value().isascii():
+            raise ValueError("must be ASCII (ServiceNow and the connector must agree on its bytes)")
         return v
 
     @model_validator(mode="after")
@@ -303,6 +321,7 @@ class Settings(BaseSettings):
     alertmanager: AlertmanagerSettings | None = None
     state: StateSettings = Field(default_factory=StateSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    hooks: HooksSettings = Field(default_factory=HooksSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     #: (key, path) of every secret read from a file, for :meth:`warnings` (set by :func:`load_settings`)
     _secret_files: list[tuple[str, Path]] = PrivateAttr(default_factory=list)
@@ -317,7 +336,17 @@ class Settings(BaseSettings):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"source names must be unique (servicenow.name / sources[].name): {dup}")
+        if self.hooks.enabled and not self.hook_sources:
+            raise ValueError(
+                "hooks.enabled needs a source with a hook_secret (servicenow.hook_secret or "
+                "sources[].hook_secret, or a systemd credential named <source>-hook-secret)"
+            )
         return self
+
+    @property
+    def hook_sources(self) -> list[ServiceNowSettings]:
+        """The sources that take hints (those with a ``hook_secret``)."""
+        return [s for s in self.all_sources if s.hook_secret is not None]
 
     @property
     def all_sources(self) -> list[ServiceNowSettings]:
@@ -352,6 +381,14 @@ class Settings(BaseSettings):
                     "servicenow" if sn is self.servicenow else f"sources.{i - (self.servicenow is not None)}"
                 )
                 out.append(insecure_notice(key, sn.url, f"the password of source {sn.name!r}"))
+        hooks = self.hooks
+        if hooks.enabled and not hooks.tls and not is_loopback(hooks.address[0]):
+            bearer = [s.name for s in self.hook_sources if s.hook_auth == "bearer"]
+            out.append(
+                f"hooks: listening on {hooks.listen} over plain HTTP: hints can be read on the way"
+                + (f", and the bearer tokens of {', '.join(bearer)} with them" if bearer else "")
+                + "; set hooks.tls_cert_file/tls_key_file or put a TLS proxy in front"
+            )
         if self.slack.allow_insecure_http and is_cleartext_remote(self.slack.base_url):
             out.append(insecure_notice("slack", self.slack.base_url, "the Slack token"))
         am = self.alertmanager

@@ -27,7 +27,10 @@ SECRETS = [
     ("alertmanager", "bearer_token", "bearer_token_file", "alertmanager-bearer-token", False),
     ("health", "board_token", "board_token_file", "board-token", False),
     ("state", "password", "password_file", "state-password", False),
+    ("servicenow", "hook_secret", "hook_secret_file", "servicenow-hook-secret", False),
 ]
+#: the hook listener's TLS files, when not set: systemd credentials of these names
+TLS_CREDENTIALS = {"tls_cert_file": "hook-tls-cert", "tls_key_file": "hook-tls-key"}
 
 
 def secret_items(value: object, key: str = "") -> Iterator[tuple[str, str]]:
@@ -120,6 +123,17 @@ def resolve_secrets(data: dict[str, Any], env: Mapping[str, str], files: list[tu
             problems += _resolve_one(
                 src, f"sources.{i}", "password", "password_file", f"{name}-password", True, env, files
             )
+            problems += _resolve_one(
+                src,
+                f"sources.{i}",
+                "hook_secret",
+                "hook_secret_file",
+                f"{name}-hook-secret",
+                False,
+                env,
+                files,
+            )
+    _tls_credentials(data, env)
     for section, key, file_key, credential, required in SECRETS:
         prefix = f"ITSM_{section.upper()}__"
         sect = data.get(section)
@@ -130,6 +144,17 @@ def resolve_secrets(data: dict[str, Any], env: Mapping[str, str], files: list[tu
         if isinstance(sect, dict):  # a missing section is reported by validation (Alertmanager is optional)
             problems += _resolve_one(sect, section, key, file_key, credential, required, env, files)
     return problems
+
+
+def _tls_credentials(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``hooks.tls_cert_file`` / ``tls_key_file`` not set: systemd credentials ``hook-tls-cert`` and
+    ``hook-tls-key``, when both are there."""
+    hooks, directory = data.get("hooks"), env.get("CREDENTIALS_DIRECTORY")
+    if not isinstance(hooks, dict) or not directory or any(hooks.get(k) for k in TLS_CREDENTIALS):
+        return
+    paths = {key: Path(directory) / name for key, name in TLS_CREDENTIALS.items()}
+    if all(p.exists() for p in paths.values()):
+        hooks.update({key: str(p) for key, p in paths.items()})
 
 
 def _resolve_one(

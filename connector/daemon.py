@@ -6,7 +6,10 @@ Threads::
     source-<name>   one per source (:class:`~connector.source_worker.SourceWorker`): its poll every
                     ``poll_interval``, its tick every few seconds, its refresh every
                     ``ci_refresh_interval`` (each source's own settings), on the monotonic clock,
-                    each refresh followed by one small batch of retention (``state.retention``)
+                    each refresh followed by one small batch of retention (``state.retention``);
+                    and, woken by the hook listener, the records its hints name
+    hooks-http…     the optional hook listener (``connector.hooks``): authenticates a hint, queues it
+                    in its source's ``HintQueue``, wakes that source's worker; nothing more
     poll-<name>…    the read-ahead of a poll in progress (``connector.readahead``)
     sink-<name>     one per Slack channel and for Alertmanager (:class:`~connector.sink_worker.SinkWorker`):
                     drains the outbox, woken after each commit
@@ -46,6 +49,7 @@ from datetime import datetime
 from connector.apply import PollResult
 from connector.errors import StateError
 from connector.health import SourceHealth
+from connector.hooks.queue import HintQueue
 from connector.inflight import InFlight
 from connector.sink_worker import SinkWorker, utc_now
 from connector.source_worker import STUCK_MARGIN, SourcePlan, SourceState, SourceWorker
@@ -79,7 +83,8 @@ class Daemon:
     the main loop's nap) and returns True once shutdown was requested; tests pass a fake clock's.
     ``status`` is shared with the sink workers (they report into it); ``sinks`` are started with the
     loop and given ``shutdown_grace`` to finish the step in progress at shutdown. ``active()`` is
-    False on a standby replica (``connector.leader``): its source workers then run no job."""
+    False on a standby replica (``connector.leader``): its source workers then run no job.
+    ``hints``: the hint queue of each source that takes hints (its worker idles on it, in real time)."""
 
     def __init__(
         self,
@@ -100,6 +105,8 @@ class Daemon:
         sinks: Sequence[SinkWorker] = (),
         prune: Callable[[str, datetime, int], int] | None = None,
         active: Callable[[], bool] = lambda: True,
+        hints: Mapping[str, HintQueue] | None = None,
+        on_reread: Callable[[str, PollResult | None], None] = lambda s, r: None,
     ) -> None:
         """``prune(source, now, limit)``: retention; each source's worker deletes one small batch of its
         source's settled windows after each refresh (``SourceWorker.refresh``)."""
@@ -132,6 +139,8 @@ class Daemon:
                 on_fatal=self._fatal,
                 prune=prune,
                 active=active,
+                hints=(hints or {}).get(s.name),
+                on_reread=on_reread,
             )
             for s in syncers
         }
@@ -193,6 +202,8 @@ class Daemon:
             if self._wait(nap):
                 break
         log.info("shutting down: finishing deliveries in progress")
+        for worker in self.workers.values():
+            worker.wake()
         deadline = time.monotonic() + self.shutdown_grace
         for worker in self.workers.values():
             worker.join(timeout=max(0.0, min(WORKER_GRACE, deadline - time.monotonic())))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,8 +220,7 @@ class HealthServer:
         if self._server is not None:
             return
         handler = _make_handler(self._routes, self._mounts, self._request_timeout)
-        server_class = _BoundedIPv6Server if ":" in self._host else BoundedHTTPServer
-        server = server_class(
+        server = BoundedHTTPServer(
             (self._host, self._requested_port),
             handler,
             workers=self._workers,
@@ -275,12 +273,6 @@ class HealthServer:
                 log.exception("health listener: refreshing the gauges failed")
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return Response(HTTPStatus.OK, content_type, encode(self._registry))
-
-
-class _BoundedIPv6Server(BoundedHTTPServer):
-    """``health.listen: "[::1]:9464"``: the stdlib server binds IPv4 (AF_INET) unless told."""
-
-    address_family = socket.AF_INET6
 
 
 def _make_handler(

@@ -13,7 +13,11 @@ daemon's own threads then failed to start. Here:
   (each read also times out after that long): the accepting thread, between two ``select`` calls,
   shuts down the sockets that are past their deadline, so a client sending one byte every few
   seconds is cut off too;
-* an exception in a handler is logged and ends that connection only: the worker carries on.
+* an exception in a handler is logged and ends that connection only: the worker carries on;
+* with a TLS context, the accepting thread only wraps the socket: the handshake happens in the
+  worker, within the connection's deadline (a full listener then closes the connection: the 503
+  cannot be sent before a handshake);
+* a host with a ``:`` (``::1``) is bound over IPv6.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import logging
 import queue
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -49,10 +54,16 @@ class BoundedHTTPServer(HTTPServer):
         workers: int,
         timeout: float,
         monotonic: Callable[[], float] = time.monotonic,
+        tls: ssl.SSLContext | None = None,
+        label: str = "health listener",
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6  # the stdlib server binds IPv4 unless told
         super().__init__(address, handler)
+        self.tls = tls
+        self.label = label
         self.workers = workers
         self.connection_timeout = timeout
         self._monotonic = monotonic
@@ -71,7 +82,8 @@ class BoundedHTTPServer(HTTPServer):
                 thread.start()
             except RuntimeError as e:  # "can't start new thread"
                 log.error(
-                    "health listener: started %d of %d worker threads (%s); serving with those",
+                    "%s: started %d of %d worker threads (%s); serving with those",
+                    self.label,
                     len(self._threads),
                     self.workers,
                     e,
@@ -100,6 +112,12 @@ class BoundedHTTPServer(HTTPServer):
         self._threads = []
 
     # -- in the accepting thread ------------------------------------------------------------------
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = self.socket.accept()
+        if self.tls is not None:  # no I/O here: the handshake is the worker's, within the deadline
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
     def process_request(self, request: Any, client_address: Any) -> None:
         sock: socket.socket = request
         if not self._threads:
@@ -123,7 +141,7 @@ class BoundedHTTPServer(HTTPServer):
             for sock in late:
                 del self._deadlines[sock]
         for sock in late:
-            log.debug("health listener: connection cut after %.0fs", self.connection_timeout)
+            log.debug("%s: connection cut after %.0fs", self.label, self.connection_timeout)
             _cut(sock)
 
     def _refuse(self, sock: socket.socket) -> None:
@@ -146,16 +164,19 @@ class BoundedHTTPServer(HTTPServer):
                 return
             sock, address = item
             try:
+                if isinstance(sock, ssl.SSLSocket):
+                    sock.settimeout(self.connection_timeout)
+                    sock.do_handshake()
                 self.finish_request(sock, address)
-            except Exception:  # a client gone mid-answer, a handler bug: this connection only
-                log.debug("health listener: connection from %s failed", address, exc_info=True)
+            except Exception:  # a client gone mid-answer, a handler bug, a failed handshake
+                log.debug("%s: connection from %s failed", self.label, address, exc_info=True)
             finally:
                 with self._deadlines_lock:
                     self._deadlines.pop(sock, None)
                 self.shutdown_request(sock)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("health listener: connection from %s failed", client_address, exc_info=True)
+        log.debug("%s: connection from %s failed", self.label, client_address, exc_info=True)
 
 
 def _cut(sock: socket.socket) -> None:

@@ -29,6 +29,15 @@ Series (all prefixed ``itsm_connector_``)::
     slack_request_duration_seconds{method}  histogram one Slack Web API request (chat.postMessage, …)
     ticket_to_slack_seconds{source,channel} histogram news (a ticket's sys_updated_on, or the planned
                                                      start/end that time brings) → Slack shows it
+    hook_hints_total{source}                counter  hints accepted by the hook listener
+    hook_refusals_total{source,reason}      counter  hints refused: unauthorized | expired | replayed |
+                                                     too_large | bad_request | rate_limited |
+                                                     queue_full | not_found (source "": a path that
+                                                     names no source taking hints); all 0 at start
+    hint_rereads_total{source,result}       counter  rounds of hinted records read again: ok | error
+    hint_records_total{source,result}       counter  records of those rounds: applied | stale (older
+                                                     than what is stored: skipped) | absent (deleted
+                                                     or outside the filter)
 
 Plus the standard ``process_*`` series (CPU, memory, open files, start time). No ``*_created``
 series: they double the series count and nothing here graphs them.
@@ -174,6 +183,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
         )
         self._build_info.labels(version=version).set(1)
+        self._hook_hints = Counter(
+            f"{PREFIX}_hook_hints", "Hints accepted by the hook listener.", ["source"], registry=r
+        )
+        self._hook_refusals = Counter(
+            f"{PREFIX}_hook_refusals", "Hints refused, by reason.", ["source", "reason"], registry=r
+        )
+        self._rereads = Counter(
+            f"{PREFIX}_hint_rereads", "Rounds of hinted records read again.", ["source", "result"], registry=r
+        )
+        self._reread_records = Counter(
+            f"{PREFIX}_hint_records",
+            "Hinted records read again, by result.",
+            ["source", "result"],
+            registry=r,
+        )
         for phase in sorted(self._phases):
             self._windows.labels(phase=phase).set(0)
         for source in sources:
@@ -205,6 +229,31 @@ class Metrics:
     def shown(self, source: str, channel: str, seconds: float) -> None:
         """Slack accepted, ``seconds`` after the news, the message telling it in ``channel``."""
         self._shown.labels(source=source, channel=channel).observe(max(0.0, seconds))
+
+    def watch_hooks(self, sources: Iterable[str], reasons: Iterable[str]) -> None:
+        """Every hook series of ``sources`` at 0, so a refusal shows as a rise, not a new series."""
+        reasons = list(reasons)
+        self._hook_refusals.labels(source="", reason="not_found")
+        for source in sources:
+            self._hook_hints.labels(source=source)
+            for reason in reasons:
+                self._hook_refusals.labels(source=source, reason=reason)
+            for result in ("ok", "error"):
+                self._rereads.labels(source=source, result=result)
+            for result in ("applied", "stale", "absent"):
+                self._reread_records.labels(source=source, result=result)
+
+    def hint_accepted(self, source: str) -> None:
+        self._hook_hints.labels(source=source).inc()
+
+    def hint_refused(self, source: str, reason: str) -> None:
+        self._hook_refusals.labels(source=source, reason=reason).inc()
+
+    def reread(self, source: str, ok: bool, records: Mapping[str, int] | None = None) -> None:
+        """A round of hinted records read again; ``records``: how many by result."""
+        self._rereads.labels(source=source, result="ok" if ok else "error").inc()
+        for result, n in (records or {}).items():
+            self._reread_records.labels(source=source, result=result).inc(n)
 
     def poll_succeeded(self, source: str, fetched: int, at: datetime) -> None:
         """A poll of ``source`` finished at ``at`` (timezone-aware) having fetched ``fetched`` tickets."""

@@ -1,4 +1,5 @@
-"""One source's worker: its poll, tick and refresh on its own schedule, in its own thread.
+"""One source's worker: its poll, tick and refresh on its own schedule, and the records its hints
+name (``connector.hooks``), in its own thread.
 
 Intervals are measured on the monotonic clock (a wall-clock step neither stops nor bunches the jobs);
 the wall clock only dates what is recorded (``now`` for the sync, ``last_ok_at``). Every job is
@@ -7,6 +8,11 @@ exception is a bug, logged once with its traceback, shown in the health, and ret
 neither leaves this worker. A :class:`StateError` (the state database itself failed) is no source's:
 it ends the worker and stops the daemon. The worker owns its :class:`Syncer`: no other thread polls, ticks or
 refreshes that source, and the store's lock serialises its commits with the other workers'.
+
+A source that takes hints has a :class:`~connector.hooks.queue.HintQueue`: the worker then idles on
+the queue's ``ready`` event (set by a hint, and by the daemon at shutdown) instead of the daemon's
+``wait``, and reads the hinted records again before its other due jobs, when a round is due. A
+round that fails is dropped (logged on transition): the polls catch up, as for a lost hint.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ from connector.errors import (
     StateInterrupted,
 )
 from connector.health import SourceHealth
+from connector.hooks.queue import HintQueue
+from connector.hooks.rounds import HintRounds
 from connector.inflight import InFlight
 from connector.logs import TransitionLog
+from connector.retry_after import StopBeforeWaitingLongerThan, WaitRetryAfter
 from connector.sync import Syncer
 
 log = logging.getLogger(__name__)
@@ -39,7 +48,7 @@ log = logging.getLogger(__name__)
 STUCK_MARGIN = 15.0
 #: The longest wait before retrying a job that crashed (never shorter than the job's interval).
 MAX_BACKOFF = 300.0
-JOBS = ("poll", "tick", "refresh")
+JOBS = ("poll", "tick", "refresh", "hints")
 #: windows deleted after each refresh at most (retention): a few milliseconds of one transaction
 PRUNE_BATCH = 200
 #: seconds between looks whether a standby became the leader
@@ -86,6 +95,8 @@ class SourceWorker:
         on_fatal: Callable[[StateError], None] = lambda e: None,
         prune: Callable[[str, datetime, int], int] | None = None,
         active: Callable[[], bool] = lambda: True,
+        hints: HintQueue | None = None,
+        on_reread: Callable[[str, PollResult | None], None] = lambda source, result: None,
     ) -> None:
         """``on_fatal``: the state database failed in this worker's thread (the daemon stops).
         ``prune(source, now, limit)``: retention, one batch after each refresh (``_refresh``)."""
@@ -98,6 +109,9 @@ class SourceWorker:
         self._retry_attempts = retry_attempts
         self._on_poll, self._on_events = on_poll, on_events
         self._in_flight = in_flight
+        self._hints = None
+        if hints is not None:
+            self._hints = HintRounds(syncer, hints, clock=clock, on_reread=on_reread, on_events=on_events)
         self._intervals = {"poll": plan.poll_interval, "refresh": plan.refresh_interval}
         self._intervals["tick"] = tick_interval
         start = monotonic()
@@ -108,7 +122,9 @@ class SourceWorker:
         self._alive_at: float | None = None  # last sign of life while in a job; None: not in one
         what = f"ServiceNow source {self.name!r}"
         self._logs = {"poll": TransitionLog(log, what)}
-        self._logs.update({job: TransitionLog(log, f"{job} of {what}") for job in ("tick", "refresh")})
+        self._logs.update(
+            {job: TransitionLog(log, f"{job} of {what}") for job in ("tick", "refresh", "hints")}
+        )
         self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
         self._polled = False  # "polling …" is said before the first request
 
@@ -120,6 +136,11 @@ class SourceWorker:
         if self._thread.ident is not None:
             self._thread.join(timeout)
 
+    def wake(self) -> None:
+        """End the idle wait of a worker that takes hints (shutdown)."""
+        if self._hints is not None:
+            self._hints.wake()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -130,20 +151,32 @@ class SourceWorker:
             except Exception:  # the scheduling itself failed: a bug; never the end of this source
                 log.exception("ServiceNow source %r: scheduling failed", self.name)
                 delay = 1.0
-            if self._wait(delay):
-                return
+            if self._hints is None:
+                if self._wait(delay):
+                    return
+            else:
+                self._hints.idle(delay)
 
     def run_pending(self) -> float:
-        """Run the jobs that are due; return the seconds until the next one is. A standby runs none
-        (its jobs stay due: the first turn after it becomes the leader runs them)."""
+        """Run the jobs that are due, hinted records first; return the seconds until the next one is.
+        A standby runs none (its jobs stay due: the first turn after it becomes the leader runs them)
+        and drops the hints it gets (the leader's polls catch up)."""
+        hints = self._hints
         if not self._active():
+            if hints is not None:
+                hints.drop()
             return STANDBY_RECHECK
+        at = hints.due_at() if hints is not None else None
+        if hints is not None and at is not None and self._monotonic() >= at and not self._stop.is_set():
+            self._contained("hints", hints.run)
         for job, run in (("poll", self.poll), ("tick", self.tick), ("refresh", self.refresh)):
             started = self._monotonic()
             if started >= self._due[job] and not self._stop.is_set():
                 ok = run()
                 self._due[job] = self._next(job, ok, started)
-        return max(0.0, min(self._due.values()) - self._monotonic())
+        hints_at = self._hints.due_at() if self._hints is not None else None
+        due = min(self._due.values()) if hints_at is None else min(*self._due.values(), hints_at)
+        return max(0.0, due - self._monotonic())
 
     def _next(self, job: str, ok: bool, started: float) -> float:
         interval, finished = self._intervals[job], self._monotonic()
@@ -219,9 +252,9 @@ class SourceWorker:
             stop=tenacity.stop_any(
                 tenacity.stop_after_attempt(self._retry_attempts),
                 tenacity.stop_when_event_set(self._stop),
-                _stop_before_waiting_longer_than(longest),
+                StopBeforeWaitingLongerThan(longest),
             ),
-            wait=_wait_retry_after(tenacity.wait_exponential_jitter(initial=1, max=30)),
+            wait=WaitRetryAfter(tenacity.wait_exponential_jitter(initial=1, max=30)),
             retry=tenacity.retry_if_exception_type(SourceUnavailable),
             sleep=self._retry_wait,
             # /healthz names the cause while retrying; the log too, unless the outage is known already
@@ -350,16 +383,6 @@ def _note_attempt(
         )
 
 
-class _stop_before_waiting_longer_than(tenacity.stop.stop_base):
-    """Give up rather than sleep longer than ``seconds`` (a long Retry-After defers the next poll)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return retry_state.upcoming_sleep > self.seconds
-
-
 class _Interrupted(Exception):
     """Shutdown was requested while waiting to retry a poll."""
 
@@ -370,16 +393,3 @@ def _error_kind(e: SourceError) -> str:
     if isinstance(e, SourceUnavailable):
         return "unavailable"
     return "bad_response"
-
-
-class _wait_retry_after(tenacity.wait.wait_base):
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
-
-    def __init__(self, fallback: tenacity.wait.wait_base) -> None:
-        self.fallback = fallback
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = float(self.fallback(retry_state))
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        return max(wait, float(retry_after or 0))

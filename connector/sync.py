@@ -6,7 +6,9 @@ nothing; what a record means for the stored state is :class:`connector.apply.App
 - :meth:`Syncer.poll`: the incremental sync of changed tickets, plus new affected-CI rows;
 - :meth:`Syncer.refresh`: the slower full check of open windows: affected CIs (editing ``task_ci``
   may not touch the change's ``sys_updated_on``) and membership (deleted or out of the filter);
-- :meth:`Syncer.tick`: time-driven events, no I/O (:class:`connector.tick.Ticker`).
+- :meth:`Syncer.tick`: time-driven events, no I/O (:class:`connector.tick.Ticker`);
+- :meth:`Syncer.reread`: the records ServiceNow hinted at (``connector.hooks``), read again by id
+  and applied like a poll's, without moving its cursor.
 
 Delivery is not done here: events go to the outbox and the sinks drain it on their own schedule.
 
@@ -28,9 +30,10 @@ from connector.domain.events import Event
 from connector.domain.reconcile import Tracked, reconcile
 from connector.domain.target import Target
 from connector.domain.window import TERMINAL_PHASES, MaintenanceWindow
+from connector.hooks.hint import Hint
 from connector.memory import release_after_catch_up
 from connector.readahead import PageReader, ReadPage
-from connector.servicenow.lookback import Seen, lookback_start
+from connector.servicenow.lookback import Remember, Seen, is_older, lookback_start, record_version
 from connector.servicenow.mapping import SourceMapping
 from connector.servicenow.normalize import clean_text
 from connector.servicenow.query import ChangePage, Cursor, format_sn_datetime, next_cursor
@@ -180,6 +183,44 @@ class Syncer:
         """What the store holds about the page's tickets, in two queries instead of two per ticket."""
         ids = [w.sys_id for _, w in page.records if isinstance(w, MaintenanceWindow)]
         return _Known(self.store.tracked_among(self.name, ids), self.store.problems_among(self.name, ids))
+
+    # -- hints ----------------------------------------------------------------------------------------
+    def reread(self, hinted: Sequence[Hint], now: datetime) -> PollResult:
+        """Read the hinted records again (those matching the filter: one request per 100) and apply
+        them like a poll's page, in one transaction; their ``task_ci`` rows too when the hint came
+        from ``task_ci`` or the change is new here (else its stored CIs are kept: a ``task_ci`` edit
+        sends its own hint, and the poll of ``task_ci`` rows catches a lost one). A record read
+        older than the version applied is skipped. The cursor does not move; the versions applied
+        are remembered, so the poll's lookback skips them. Before the first sync: nothing (the first
+        sync reads everything)."""
+        if not hinted or not self.store.first_sync_done(self.name):
+            return PollResult()
+        records = self.source.fetch_by_ids([h.sys_id for h in hinted], self.fields, filter=self.filter)
+        f = self.mapping.fields
+        by_id = {str(r.get(self.id_field) or ""): r for r in records}
+        known = _Known(self.store.tracked_among(self.name, list(by_id)), set())
+        want_cis = {h.sys_id for h in hinted if h.cis}
+        cis = self._task_cis([i for i in by_id if i in want_cis or i not in known.stored])
+        versions = self.store.seen_among(self.name, list(by_id))
+        known.problems = self.store.problems_among(self.name, list(by_id))
+        res = PollResult(absent=len({h.sys_id for h in hinted} - by_id.keys()))
+        floor = format_sn_datetime(now - self.lookback)
+        remember: list[Remember] = []
+        with self.store.transaction():
+            for sys_id, raw in by_id.items():
+                stored = known.stored.get(sys_id)
+                applied_on = stored.window.updated_on if stored is not None else None
+                stamp = format_sn_datetime(applied_on) if applied_on is not None else None
+                fields = {"updated_field": f.updated_on, "mod_count_field": f.mod_count}
+                if is_older(raw, versions.get(sys_id), stamp, **fields):
+                    res.stale += 1
+                    continue
+                res.add(self.applier.apply(raw, cis, now, known=known))
+                updated = raw.get(f.updated_on)
+                if self.lookback > timedelta(0) and isinstance(updated, str) and updated >= floor:
+                    remember.append((sys_id, updated, record_version(raw, f.mod_count)))
+            self.store.remember_seen(self.name, remember, floor)
+        return res
 
     # -- affected CIs -------------------------------------------------------------------------------
     def _task_cis(self, task_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -5,8 +5,9 @@ module the command line uses to build one (nothing else imports it).
 ServiceNow client and :class:`~connector.sync.Syncer` per source; one
 :class:`~connector.slack.feed.ChannelFeed` (sink, digest poster, pacer, render context) and one
 :class:`~connector.daemon.SinkWorker` per channel; Alertmanager's silence delivery and worker when
-configured; the daemon; and the HTTP listener (not started) with the calendar feeds and the board.
-It returns a :class:`Connector`, which only holds the parts and closes them.
+configured; the daemon; the HTTP listener with the calendar feeds and the board, and the hook
+listener with a hint queue for each source that takes hints (neither listener started: ``run``
+starts them). It returns a :class:`Connector`, which only holds the parts and closes them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from slack_sdk import WebClient
 
 from connector import __version__
 from connector.alertmanager.delivery import SilenceDelivery
+from connector.apply import PollResult
 from connector.board.feed import BoardFeed
 from connector.board.site import BoardSite, warn_if_open
 from connector.calendar import CalendarFeed
@@ -34,6 +36,9 @@ from connector.domain.routing import channels_for
 from connector.domain.target import Target
 from connector.domain.window import MaintenanceWindow, Phase
 from connector.health import HealthServer
+from connector.hooks.gate import REASONS, Gate, HookSource
+from connector.hooks.queue import HintQueue
+from connector.hooks.server import HookServer
 from connector.inflight import InFlight
 from connector.metrics import Metrics
 from connector.refresh import RefreshRequests
@@ -75,6 +80,8 @@ class Connector:
     state_lock: StateLock | None = None
     #: on PostgreSQL, this replica's leader election (``run`` starts it); None on SQLite
     leadership: Leadership | None = None
+    #: the hook listener (``hooks.enabled``), built here and started by ``run``
+    hooks: HookServer | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -83,6 +90,8 @@ class Connector:
         self._closed = True
         if self.health:
             self.health.stop()
+        if self.hooks:
+            self.hooks.stop()
         if self.leadership is not None:
             self.leadership.stop(release=True)
         for s in self.sources:
@@ -271,6 +280,15 @@ def build_connector(
             )
         )
     retention = settings.state.retention
+    hints = {sn.name: HintQueue(monotonic) for sn in settings.hook_sources} if settings.hooks.enabled else {}
+
+    def on_reread(source: str, result: PollResult | None) -> None:
+        if result is None:
+            metrics.reread(source, False)
+        else:
+            counts = {"applied": result.fetched, "stale": result.stale, "absent": result.absent}
+            metrics.reread(source, True, counts)
+
     daemon = Daemon(
         syncers,
         plans={
@@ -287,6 +305,8 @@ def build_connector(
         sinks=workers,
         prune=lambda source, now, limit: store.prune(now - retention, limit=limit, source=source),
         active=active,
+        hints=hints,
+        on_reread=on_reread,
     )
     view = HealthView(daemon, store, leadership)
     calendar = CalendarFeed(store, clock)
@@ -309,6 +329,7 @@ def build_connector(
             extra_routes=calendar.routes(feeds),
             mounts=mounts,
         )
+    hooks = _hooks(settings, hints, metrics, monotonic) if listen and hints else None
     return Connector(
         settings=settings,
         store=store,
@@ -323,4 +344,29 @@ def build_connector(
         silences=silences,
         health=health,
         leadership=leadership,
+        hooks=hooks,
     )
+
+
+def _hooks(
+    settings: Settings, queues: dict[str, HintQueue], metrics: Metrics, monotonic: Callable[[], float]
+) -> HookServer:
+    """The hook listener, for the sources that take hints (each with its queue)."""
+    hs = settings.hooks
+    sources = [
+        HookSource(sn.name, sn.table, sn.hook_auth, sn.hook_secret.get_secret_value(), queues[sn.name])
+        for sn in settings.hook_sources
+        if sn.hook_secret is not None
+    ]
+    metrics.watch_hooks([s.name for s in sources], REASONS)
+    gate = Gate(
+        sources,
+        rate=hs.rate_limit,
+        burst=hs.burst,
+        replay_window=hs.replay_window,
+        on_accepted=metrics.hint_accepted,
+        on_refused=metrics.hint_refused,
+        monotonic=monotonic,
+    )
+    host, port = hs.address
+    return HookServer(host, port, gate, tls=hs.tls_context())

@@ -74,3 +74,14 @@ def test_the_demo_ends_with_what_to_run_next(capsys: pytest.CaptureFixture[str])
     _, channel = demo(capsys, "--locale", "en")
     last = channel.rstrip().splitlines()[-1]
     assert last.startswith("Next: `itsm-connector simulate`"), last
+
+
+def test_the_push_demo_shows_hints_in_seconds_and_the_poll_catching_a_lost_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--push", "--locale", "en"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(by hint)") == 2 and out.count("(by poll)") == 1
+    _, _, channel = out.partition("as L1 sees it in Slack")
+    assert "Storage migration, wave 2" in channel
+    assert "<!date^" not in channel

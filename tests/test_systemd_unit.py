@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from connector.health import WORKERS
+from connector.hooks.server import WORKERS as HOOK_WORKERS
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "itsm-connector.service"
 EXEC_START = "/opt/itsm-connector/venv/bin/itsm-connector run --config /etc/itsm-connector/config.yaml"
@@ -86,8 +87,9 @@ def test_tasks_max_leaves_room_for_every_thread_the_daemon_starts() -> None:
     (line,) = [d for d in directives(UNIT.read_text()) if d.startswith("TasksMax=")]
     fixed = 1 + 1 + 2 + 1  # main, signals, the poll's reader and fetcher, the Alertmanager sink
     listener = WORKERS + 1
+    hooks = HOOK_WORKERS + 1
     channels = 32  # one sink worker each
-    assert int(line.removeprefix("TasksMax=")) >= fixed + listener + channels
+    assert int(line.removeprefix("TasksMax=")) >= fixed + listener + hooks + channels
 
 
 def test_verify_prints_nothing(analyze: str, tmp_path: Path) -> None:

@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = cmd("demo", "the real pipeline against built-in simulators, on a scripted evening", config=False)
     demo.add_argument("--locale", choices=["ko", "en"], default="ko")
     demo.add_argument("--timezone", default="Asia/Seoul")
+    demo.add_argument(
+        "--push", action="store_true", help="push in real time: hints from the simulator, one lost, the poll"
+    )
     sim = cmd(
         "simulate",
         "start ServiceNow and Slack simulators on loopback and write a config for them; Ctrl-C stops",
@@ -131,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     _complete(parser)
     args = parser.parse_args(argv)
+    if args.command == "demo" and args.push:
+        from connector.cli.demo_push import run_push_demo
+
+        return run_push_demo(sys.stdout, locale=args.locale, tz=args.timezone)
     if args.command == "demo":
         from connector.cli.demo import run_demo
 

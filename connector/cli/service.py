@@ -132,6 +132,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             except OSError as e:  # e.g. the port is taken: say so plainly, systemd retries (on-failure)
                 log.error("cannot listen on health.listen %s: %s", settings.health.listen, e.strerror or e)
                 return 1
+        if app.hooks is not None:
+            try:
+                app.hooks.start()
+            except OSError as e:
+                log.error("cannot listen on hooks.listen %s: %s", settings.hooks.listen, e.strerror or e)
+                return 1
         beat = Heartbeat(notifier, app.view.status_line)
 
         def heartbeat() -> None:

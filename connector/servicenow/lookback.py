@@ -64,6 +64,32 @@ def record_version(raw: Mapping[str, Any], mod_count_field: str) -> str:
     return "d:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+def is_older(
+    raw: Mapping[str, Any],
+    applied_version: str | None,
+    applied_updated_on: str | None,
+    *,
+    updated_field: str = "sys_updated_on",
+    mod_count_field: str = "sys_mod_count",
+) -> bool:
+    """True when ``raw`` is an older state of a record than the one applied (its version, and its
+    ``sys_updated_on`` in SN format): a lower ``sys_mod_count`` when both have one, else an earlier
+    ``sys_updated_on``. A hint's re-read that answers older than what is stored (a node or replica
+    that lags) is skipped rather than undo a newer state."""
+    version = record_version(raw, mod_count_field)
+    if applied_version and applied_version.startswith("m:") and version.startswith("m:"):
+        try:
+            return int(version[2:]) < int(applied_version[2:])
+        except ValueError:
+            pass
+    updated = raw.get(updated_field)
+    if isinstance(updated, Mapping):
+        updated = updated.get("value")
+    if not applied_updated_on or not isinstance(updated, str) or not updated:
+        return False
+    return updated < applied_updated_on
+
+
 Remember = tuple[str, str, str]
 """A record applied, to skip it when it is read again: ``(sys_id, sys_updated_on, version)``."""
 

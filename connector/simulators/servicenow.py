@@ -9,6 +9,9 @@ It answers ``GET /api/now[/v1|/v2]/table/<table>[/<sys_id>]`` the way a real ins
 * display values show date-times in the API user's zone (America/Los_Angeles) and US format;
 * ``X-Total-Count`` and ``Link`` headers, and the error envelope ``{"error": {...}, "status": "failure"}``.
 
+Push: :meth:`ServiceNowSimulator.enable_hints` makes every insert and update send a hint to the
+connector's hook listener, as the Business Rule does (:mod:`connector.simulators.snow_hooks`).
+
 Faults (:mod:`connector.simulators.snow_faults`) are queued with :meth:`ServiceNowSimulator.inject`
 and consumed first-in first-out by matching requests. Every request is recorded in
 :attr:`ServiceNowSimulator.requests`. The encoded-query grammar lives in
@@ -35,10 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from connector.simulators.snow_faults import FAULTS, Fault, fault_reply
 from connector.simulators.snow_fixtures import format_snow_datetime, make_change
+from connector.simulators.snow_hooks import HintSender
 from connector.simulators.snow_http import Reply, Server, dump, envelope
 from connector.simulators.snow_query import parse_query, select
 from connector.simulators.snow_records import (
@@ -104,6 +109,7 @@ class ServiceNowSimulator:
         self._held: list[threading.Event] = []  # requests held by the "hang" fault, until release()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        self.hints: HintSender | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -124,7 +130,17 @@ class ServiceNowSimulator:
         self._thread.start()
         return self
 
+    def enable_hints(self, url: str, secret: str, **options: Any) -> HintSender:
+        """From now on, hint ``url`` on every insert and update (``options``: see :class:`HintSender`)."""
+        if self.hints is not None:
+            self.hints.close()
+        self.hints = HintSender(url, secret, **options)
+        return self.hints
+
     def stop(self) -> None:
+        if self.hints is not None:
+            self.hints.close()
+            self.hints = None
         self.release()
         server, thread = self._server, self._thread
         if server is None:
@@ -160,7 +176,9 @@ class ServiceNowSimulator:
             stored.setdefault("sys_mod_count", str(int(old.get("sys_mod_count") or 0) + 1) if old else "0")
             rows[sys_id] = stored
             self._columns.setdefault(table, set(SYSTEM_FIELDS)).update(stored)
-            return dict(stored)
+        if self.hints is not None:
+            self.hints.changed(table, dict(stored))
+        return dict(stored)
 
     def update_record(self, table: str, sys_id: str, **fields: str) -> dict[str, str]:
         """Change some fields of an existing record (KeyError if absent); returns the stored copy."""
@@ -175,12 +193,17 @@ class ServiceNowSimulator:
             if "sys_mod_count" not in fields:
                 stored["sys_mod_count"] = str(int(stored.get("sys_mod_count") or 0) + 1)
             self._columns[table].update(fields)
-            return dict(stored)
+            stored = dict(stored)
+        if self.hints is not None:
+            self.hints.changed(table, stored)
+        return stored
 
     def delete_record(self, table: str, sys_id: str) -> None:
         """Remove a record; KeyError if absent."""
         with self._lock:
-            del self._tables.get(table, {})[sys_id]
+            gone = self._tables.get(table, {}).pop(sys_id)
+        if self.hints is not None and table == "task_ci":  # the rule on task_ci runs on delete too
+            self.hints.changed(table, gone)
 
     def records(self, table: str) -> list[dict[str, str]]:
         """Copies of the table's records in insertion order ([] for an unknown table)."""

@@ -144,6 +144,17 @@ class SqlStore(SqlBase, Retention):
         )
         return {sys_id: version for sys_id, version in rows}
 
+    def seen_among(self, source: str, sys_ids: Sequence[str]) -> dict[str, str]:
+        """sys_id → version applied, of those of ``sys_ids`` that were updated recently (a hint's re-read)."""
+        found: dict[str, str] = {}
+        ids = list(dict.fromkeys(sys_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT sys_id, version FROM seen WHERE source=? AND sys_id IN ({marks})"
+            found.update(self._q(sql, (source, *chunk)))
+        return found
+
     def remember_seen(self, source: str, rows: Sequence[tuple[str, str, str]], floor: str) -> None:
         """Record ``(sys_id, updated_on, version)`` as applied; forget the rows updated before
         ``floor``, which no poll reads again."""
