@@ -151,9 +151,10 @@ def build_connector(
     """``wait(seconds)`` is every in-process wait (pacing, Retry-After, retry backoff, the daemon's
     schedule): it returns True when shutdown was requested. Default: ``stop.wait``; tests pass one
     that moves a fake clock, with the ``clock`` (wall) and ``monotonic`` it moves.
-    ``listen``: build the HTTP listener when ``health.enabled`` (``run`` starts it).
+    ``listen``: build the HTTP listener when ``health.enabled``, and the hook listener with a hint queue
+    per source that takes hints when ``hooks.enabled`` (``run`` starts both).
     On PostgreSQL (``state.url``) the replica's leader election is built (not started): until it
-    holds the lease, no worker polls or delivers."""
+    holds the lease, no worker polls or delivers (nor reads a hinted record)."""
     stop = stop or threading.Event()
     wait = wait or stop.wait
     sl = settings.slack
@@ -280,7 +281,8 @@ def build_connector(
             )
         )
     retention = settings.state.retention
-    hints = {sn.name: HintQueue(monotonic) for sn in settings.hook_sources} if settings.hooks.enabled else {}
+    hooks_on = listen and settings.hooks.enabled
+    hints = {sn.name: HintQueue(monotonic) for sn in settings.hook_sources} if hooks_on else {}
 
     def on_reread(source: str, result: PollResult | None) -> None:
         if result is None:
@@ -329,7 +331,7 @@ def build_connector(
             extra_routes=calendar.routes(feeds),
             mounts=mounts,
         )
-    hooks = _hooks(settings, hints, metrics, monotonic) if listen and hints else None
+    hooks = _hooks(settings, hints, metrics, monotonic) if hooks_on else None
     return Connector(
         settings=settings,
         store=store,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,22 @@ def test_the_sender_of_the_simulator_can_duplicate_and_reorder(tmp_path: Path) -
             5,
         )
         assert metric(d, "hook_refusals_total", source="acme", reason="replayed") == 4
+
+
+def test_a_hinted_change_is_told_once_though_the_poll_reads_it_again(tmp_path: Path) -> None:
+    with desk(tmp_path, poll=1) as d:
+        d.snow.enable_hints(d.url, SECRET)
+        sys_id = d.snow.records("change_request")[0]["sys_id"]
+        end = datetime.strptime(d.snow.records("change_request")[0]["end_date"], "%Y-%m-%d %H:%M:%S")
+        d.snow.update_record(
+            "change_request", sys_id, end_date=f"{end + timedelta(minutes=30):%Y-%m-%d %H:%M:%S}"
+        )
+        wait_for("the rescheduled reply", lambda: d.slack.parents("C0MAINT01")[0].replies, 5)
+
+        def polls() -> int:
+            return len([r for r in d.snow.requests if "sys_idIN" not in r.params.get("sysparm_query", "")])
+
+        seen = polls()
+        wait_for("two more polls", lambda: polls() >= seen + 4, 10)  # two tables each
+        assert len(d.slack.parents("C0MAINT01")[0].replies) == 1
+        assert metric(d, "hint_records_total", source="acme", result="applied") == 1
