@@ -4,7 +4,6 @@ one says, and the hook listener over TLS."""
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import subprocess
 import urllib.error
@@ -27,13 +26,6 @@ slack:
   channel: C0123ABCD
   token: xoxb-1-2-token
 """
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("ITSM_") or name in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"):
-            monkeypatch.delenv(name)
 
 
 def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
