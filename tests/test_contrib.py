@@ -49,11 +49,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, set[s
     tmp = tmp_path_factory.mktemp("contrib")
     settings = Settings.model_validate(
         {
-            "servicenow": {"name": "acme", "url": "https://acme.example", "username": "u", "password": "p"},
+            "servicenow": {
+                "name": "acme",
+                "url": "https://acme.example",
+                "username": "u",
+                "password": "p",
+                "hook_secret": "0123456789abcdef",
+            },
             "slack": {"token": "xoxb-1", "channel": "C0ACME"},
             "alertmanager": {"url": "http://127.0.0.1:9"},
             "state": {"path": tmp / "state.db"},
             "health": {"enabled": True, "listen": "127.0.0.1:0"},
+            "hooks": {"enabled": True, "listen": "127.0.0.1:0"},  # its series (the listener is not started)
         }
     )
     app = build_connector(settings)
