@@ -8,33 +8,22 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from connector.config import Settings
 from connector.hooks.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from connector.simulators.servicenow import ServiceNowSimulator, format_snow_datetime, make_change
 from connector.simulators.slack import SlackSimulator
 from connector.wiring import Connector, build_connector
+from tests.support import wait_for
 
 CHANNEL = "C0MAINT01"
 SECRET = "0123456789abcdef0123456789abcdef"
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def settings(snow: str, slack: str, state: Path, *, poll: float = 60, **hooks: Any) -> Settings:

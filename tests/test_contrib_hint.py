@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.push_harness import SECRET, desk, wait_for
+from tests.push_harness import SECRET, desk
+from tests.support import wait_for
 from tests.test_hooks import BODY, KEY, STAMP, VECTOR
 
 pytestmark = [

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.push_harness import SECRET, Desk, add_change, desk, signed, wait_for
+from tests.push_harness import SECRET, Desk, add_change, desk, signed
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 

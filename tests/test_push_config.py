@@ -14,7 +14,8 @@ import pytest
 
 from connector.config import load_settings
 from connector.errors import ConfigError
-from tests.push_harness import SECRET, desk, signed, wait_for
+from tests.push_harness import SECRET, desk, signed
+from tests.support import wait_for
 
 BASE = """\
 servicenow:

@@ -14,7 +14,8 @@ import pytest
 from connector.simulators.servicenow import ServiceNowSimulator, make_change
 from connector.simulators.slack import SlackSimulator
 from tests.push_harness import SECRET
-from tests.test_service import CHANNEL, free_port, sims, start, wait_for, write_config
+from tests.support import wait_for
+from tests.test_service import CHANNEL, free_port, sims, start, write_config
 
 pytestmark = pytest.mark.integration
 __all__ = ["sims"]  # the fixture
