@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-log = logging.getLogger("connector.hooks")
+log = logging.getLogger(__name__)
 
 #: seconds between two summary lines of one kind of refusal
 SUMMARY_EVERY = 600.0

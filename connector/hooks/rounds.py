@@ -14,7 +14,7 @@ from connector.hooks.queue import HintQueue
 from connector.logs import TransitionLog
 from connector.sync import PollResult, Syncer
 
-log = logging.getLogger("connector.daemon")
+log = logging.getLogger(__name__)
 
 
 class HintRounds:

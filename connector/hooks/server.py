@@ -16,7 +16,7 @@ from typing import Any
 from connector.hooks.gate import Gate
 from connector.listener import BoundedHTTPServer
 
-log = logging.getLogger("connector.hooks")
+log = logging.getLogger(__name__)
 
 #: threads serving connections (and places in the queue of those waiting for one)
 WORKERS = 8
