@@ -282,3 +282,18 @@ def test_a_hinted_change_is_told_once_though_the_poll_reads_it_again(tmp_path: P
         wait_for("two more polls", lambda: polls() >= seen + 4, 10)  # two tables each
         assert len(d.slack.parents("C0MAINT01")[0].replies) == 1
         assert metric(d, "hint_records_total", source="acme", result="applied") == 1
+
+
+def test_a_standby_replica_drops_its_hints_and_reads_nothing(tmp_path: Path) -> None:
+    """On PostgreSQL only the leader's workers run jobs (``connector.leader``); a hint that reaches a
+    standby's listener is dropped there, and the leader's polls catch the change."""
+    with desk(tmp_path) as d:
+        worker = d.app.daemon.workers["acme"]
+        worker._active = lambda: False  # what the leader election says on a standby
+        sys_id = d.snow.records("change_request")[0]["sys_id"]
+        d.snow.reset_requests()
+        assert d.hint(sys_id) == 202
+        queue = worker._hints.queue  # type: ignore[union-attr]
+        wait_for("the hint dropped", lambda: len(queue) == 0 and not queue.ready.is_set(), 5)
+        time.sleep(1.2)  # a round would have run by now
+        assert d.snow.requests == []
