@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,7 +39,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from connector.listener import BoundedHTTPServer
+from connector.listener import Listener
 
 log = logging.getLogger(__name__)
 
@@ -191,70 +190,39 @@ class HealthServer:
         mounts: Sequence[Mount] = (),
     ) -> None:
         self._host = host
-        self._requested_port = port
         self._routes: dict[str, Route] = {"/healthz": self._healthz, **(extra_routes or {})}
         self._mounts = (self._metrics, *mounts)  # /metrics reads the request's Accept header
         self._snapshot = snapshot
         self._registry = registry
         self._before_metrics = before_metrics  # e.g. refresh gauges from the store
-        self._workers = workers
-        self._request_timeout = request_timeout
-        self._server: BoundedHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._listener = Listener(
+            "health listener",
+            "health",
+            (host, port),
+            lambda: _make_handler(self._routes, self._mounts, request_timeout),
+            workers=workers,
+            timeout=request_timeout,
+        )
 
     @property
     def port(self) -> int:
         """The bound port (the real one when constructed with port 0 and started)."""
-        if self._server is None:
-            return self._requested_port
-        return int(self._server.server_address[1])
+        return self._listener.port
 
     @property
     def refused(self) -> int:
         """Connections answered 503 because every worker was busy."""
-        return self._server.refused if self._server is not None else 0
+        return self._listener.refused
 
     def start(self) -> None:
         """Bind and serve in daemon threads. Raises OSError if the address cannot be bound; threads
         that cannot be started (a task limit) are logged, and the listener serves with fewer or none."""
-        if self._server is not None:
-            return
-        handler = _make_handler(self._routes, self._mounts, self._request_timeout)
-        server = BoundedHTTPServer(
-            (self._host, self._requested_port),
-            handler,
-            workers=self._workers,
-            timeout=self._request_timeout,
-        )
-        self._server = server
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},  # how quickly stop() returns and late connections are cut
-            name="health-http",
-            daemon=True,
-        )
-        try:
-            thread.start()
-        except RuntimeError as e:  # "can't start new thread": no listener, the daemon goes on
-            log.error("health listener off: cannot start its thread (%s)", e)
-            server.server_close()
-            self._server = None
-            return
-        self._thread = thread
-        server.start_workers("health-worker")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        log.info("health listener on http://%s:%d/", host, self.port)
+        if self._listener.start():
+            host = f"[{self._host}]" if ":" in self._host else self._host
+            log.info("health listener on http://%s:%d/", host, self.port)
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.stop_workers()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
+        self._listener.stop()
 
     def _healthz(self) -> tuple[int, str, bytes]:
         status, body = health_body(self._snapshot())

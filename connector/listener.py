@@ -182,3 +182,79 @@ class BoundedHTTPServer(HTTPServer):
 def _cut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed by its worker
         sock.shutdown(socket.SHUT_RDWR)
+
+
+class Listener:
+    """A :class:`BoundedHTTPServer` in threads of its own: :meth:`start` binds (``OSError`` when the
+    address cannot be bound) and serves; :meth:`stop` ends it. A thread that cannot be started (a task
+    limit) is logged and the listener stays off: the daemon goes on without it."""
+
+    def __init__(
+        self,
+        label: str,
+        name: str,
+        address: tuple[str, int],
+        handler: Callable[[], type[BaseHTTPRequestHandler]],
+        *,
+        workers: int,
+        timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.label, self._name, self._address = label, name, address
+        self._handler = handler
+        self._workers, self._timeout, self._tls = workers, timeout, tls
+        self._server: BoundedHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when asked for port 0 and started)."""
+        return int(self._server.server_address[1]) if self._server is not None else self._address[1]
+
+    @property
+    def refused(self) -> int:
+        """Connections answered 503 because every worker was busy."""
+        return self._server.refused if self._server is not None else 0
+
+    @property
+    def serving(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> bool:
+        """Bind and serve; True when serving."""
+        if self._server is not None:
+            return self.serving
+        server = BoundedHTTPServer(
+            self._address,
+            self._handler(),
+            workers=self._workers,
+            timeout=self._timeout,
+            tls=self._tls,
+            label=self.label,
+        )
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # how quickly stop() returns and late connections are cut
+            name=f"{self._name}-http",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except RuntimeError as e:  # "can't start new thread": no listener, the daemon goes on
+            log.error("%s off: cannot start its thread (%s)", self.label, e)
+            server.server_close()
+            return False
+        self._server, self._thread = server, thread
+        server.start_workers(f"{self._name}-worker")
+        return True
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.stop_workers()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None

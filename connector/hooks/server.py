@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from connector.hooks.gate import Gate
-from connector.listener import BoundedHTTPServer
+from connector.listener import Listener
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +34,23 @@ class HookServer:
         workers: int = WORKERS,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self._host, self._requested_port = host, port
+        self._host = host
         self.gate = gate
         self._tls = tls
-        self._workers, self._request_timeout = workers, request_timeout
-        self._server: BoundedHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._listener = Listener(
+            "hook listener",
+            "hooks",
+            (host, port),
+            lambda: _make_handler(gate, request_timeout),
+            workers=workers,
+            timeout=request_timeout,
+            tls=tls,
+        )
 
     @property
     def port(self) -> int:
         """The bound port (the real one when constructed with port 0 and started)."""
-        return int(self._server.server_address[1]) if self._server is not None else self._requested_port
+        return self._listener.port
 
     @property
     def url(self) -> str:
@@ -54,42 +59,14 @@ class HookServer:
         return f"{scheme}://{host}:{self.port}"
 
     def start(self) -> None:
-        """Bind and serve in daemon threads; raises OSError if the address cannot be bound."""
-        if self._server is not None:
-            return
-        server = BoundedHTTPServer(
-            (self._host, self._requested_port),
-            _make_handler(self.gate, self._request_timeout),
-            workers=self._workers,
-            timeout=self._request_timeout,
-            tls=self._tls,
-            label="hook listener",
-        )
-        self._server = server
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="hooks-http", daemon=True
-        )
-        try:
-            thread.start()
-        except RuntimeError as e:  # "can't start new thread": no hints, the polls go on
-            log.error("hook listener off: cannot start its thread (%s)", e)
-            server.server_close()
-            self._server = None
-            return
-        self._thread = thread
-        server.start_workers("hooks-worker")
-        log.info("hook listener on %s/hooks/servicenow/<source> (%s)", self.url, ", ".join(self.gate.sources))
+        """Bind and serve in daemon threads; raises OSError if the address cannot be bound. A thread
+        that cannot be started is logged: no hints, the polls go on."""
+        if self._listener.start():
+            sources = ", ".join(self.gate.sources)
+            log.info("hook listener on %s/hooks/servicenow/<source> (%s)", self.url, sources)
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.stop_workers()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
+        self._listener.stop()
 
 
 def _make_handler(gate: Gate, request_timeout: float) -> type[BaseHTTPRequestHandler]:
