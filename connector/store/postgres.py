@@ -24,7 +24,6 @@ The password never appears in :attr:`location` (what logs and ``status`` show).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -35,11 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from connector.domain.target import Target
-from connector.domain.window import Phase
 from connector.errors import NotLeader, StateError, StateUnavailable
-from connector.store.api import StoredWindow
-from connector.store.base import _iso, _tracked
 from connector.store.pg_schema import MIGRATION_LOCK, PG_MIGRATIONS, SCHEMA_VERSION_TABLE
 from connector.store.queries import SqlStore
 
@@ -284,22 +279,10 @@ class PostgresStore(SqlStore):
         return int(self._q("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0])
 
     # -- what only PostgreSQL's dialect says --------------------------------------------------------
-    def windows_between(self, since: datetime, until: datetime) -> list[StoredWindow]:
-        """As :meth:`connector.store.sqlite.Store.windows_between`: the JSON read by the server."""
-        sql = (
-            'SELECT w."window", w.phase, w.announced, t.targets, s.data FROM windows w '
-            "LEFT JOIN targets t ON t.source=w.source AND t.sys_id=w.sys_id "
-            "LEFT JOIN silences s ON s.source=w.source AND s.sys_id=w.sys_id "
-            "WHERE w.phase IN (?, ?) OR ("
-            """(w."window"::json->>'planned_end')::timestamptz >= ?::timestamptz AND """
-            """(w."window"::json->>'planned_start')::timestamptz <= ?::timestamptz)"""
-        )
-        args = (Phase.IN_PROGRESS.value, Phase.OVERRUN.value, _iso(since), _iso(until))
-        return [
-            StoredWindow(
-                _tracked(window, phase, announced),
-                [Target.parse(t) for t in json.loads(targets)] if targets else None,
-                list(json.loads(silences)) if silences else [],
-            )
-            for window, phase, announced, targets, silences in self._windows_q(sql, args)
-        ]
+    #: the server reads the planned times out of the window's JSON
+    _WINDOW_COLUMN = 'w."window"'
+    _OVERLAPS = (
+        """(w."window"::json->>'planned_end')::timestamptz >= ?::timestamptz AND """
+        """(w."window"::json->>'planned_start')::timestamptz <= ?::timestamptz"""
+    )
+

@@ -15,9 +15,9 @@ from typing import Any
 from connector.domain.events import Event
 from connector.domain.reconcile import Tracked
 from connector.domain.target import Target
-from connector.domain.window import TERMINAL_PHASES, Problem
+from connector.domain.window import TERMINAL_PHASES, Phase, Problem
 from connector.servicenow.query import Cursor
-from connector.store.api import Delivery, MessageRef, NotRouted, ProblemRow
+from connector.store.api import Delivery, MessageRef, NotRouted, ProblemRow, StoredWindow
 from connector.store.base import SAVE_WINDOW, SqlBase, _iso, _tracked
 from connector.store.codec import event_from_dict, event_to_dict, window_to_dict
 from connector.store.retention import Retention, settled_at
@@ -63,6 +63,31 @@ class SqlStore(SqlBase, Retention):
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [_tracked(*row) for row in self._windows_q(sql, args)]
+
+    #: the dialect's spelling of the window column, and its test that a window's planned time
+    #: overlaps ``[since, until]`` (two parameters)
+    _WINDOW_COLUMN: str
+    _OVERLAPS: str
+
+    def windows_between(self, since: datetime, until: datetime) -> list[StoredWindow]:
+        """Windows whose planned time overlaps ``[since, until]``, and every window recorded as running
+        whatever its times (an overrun): the board's read. The database picks them out of the JSON, so a
+        store of years of windows decodes only those few; targets and silences come in the same query."""
+        sql = (
+            f"SELECT {self._WINDOW_COLUMN}, w.phase, w.announced, t.targets, s.data FROM windows w "
+            "LEFT JOIN targets t ON t.source=w.source AND t.sys_id=w.sys_id "
+            "LEFT JOIN silences s ON s.source=w.source AND s.sys_id=w.sys_id "
+            f"WHERE w.phase IN (?, ?) OR ({self._OVERLAPS})"
+        )
+        args = (Phase.IN_PROGRESS.value, Phase.OVERRUN.value, _iso(since), _iso(until))
+        return [
+            StoredWindow(
+                _tracked(window, phase, announced),
+                [Target.parse(t) for t in json.loads(targets)] if targets else None,
+                list(json.loads(silences)) if silences else [],
+            )
+            for window, phase, announced, targets, silences in self._windows_q(sql, args)
+        ]
 
     def phase_counts(self) -> dict[str, int]:
         """Windows per phase, counted by the database: the metrics need no window decoded."""

@@ -11,18 +11,13 @@ write the path must still lead to the file that was opened (:class:`FileIdentity
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from connector.domain.target import Target
-from connector.domain.window import Phase
 from connector.errors import StateError
 from connector.store.api import Delivery, MessageRef, NotRouted, ProblemRow, StoredWindow
-from connector.store.base import _iso, _tracked
 from connector.store.connection import connect
 from connector.store.facts import LastPoll, SinkState
 from connector.store.failures import FileIdentity, state_error
@@ -138,24 +133,10 @@ class Store(SqlStore):
             self._db.close()
 
     # -- what only SQLite's dialect says ----------------------------------------------------------
-    def windows_between(self, since: datetime, until: datetime) -> list[StoredWindow]:
-        """Windows whose planned time overlaps ``[since, until]``, and every window recorded as running
-        whatever its times (an overrun): the board's read. SQLite picks them out of the JSON, so a store
-        of years of windows decodes only those few; targets and silences come in the same query."""
-        sql = (
-            "SELECT w.window, w.phase, w.announced, t.targets, s.data FROM windows w "
-            "LEFT JOIN targets t ON t.source=w.source AND t.sys_id=w.sys_id "
-            "LEFT JOIN silences s ON s.source=w.source AND s.sys_id=w.sys_id "
-            "WHERE w.phase IN (?, ?) OR ("
-            "julianday(json_extract(w.window, '$.planned_end')) >= julianday(?) AND "
-            "julianday(json_extract(w.window, '$.planned_start')) <= julianday(?))"
-        )
-        args = (Phase.IN_PROGRESS.value, Phase.OVERRUN.value, _iso(since), _iso(until))
-        return [
-            StoredWindow(
-                _tracked(window, phase, announced),
-                [Target.parse(t) for t in json.loads(targets)] if targets else None,
-                list(json.loads(silences)) if silences else [],
-            )
-            for window, phase, announced, targets, silences in self._windows_q(sql, args)
-        ]
+    #: SQLite picks the planned times out of the window's JSON
+    _WINDOW_COLUMN = "w.window"
+    _OVERLAPS = (
+        "julianday(json_extract(w.window, '$.planned_end')) >= julianday(?) AND "
+        "julianday(json_extract(w.window, '$.planned_start')) <= julianday(?)"
+    )
+
