@@ -37,6 +37,28 @@ def parent_ts(slack: Any) -> dict[str, str]:
     return out
 
 
+def watch_updates(
+    slack: Any, changed: dict[str, float], seen: dict[str, float], done: threading.Event, every: float
+) -> threading.Thread:
+    """Start a thread that notes in ``seen`` when (monotonic) each parent ``ts`` in ``changed`` was
+    first updated successfully in Slack, until ``done`` is set; returns the thread to join."""
+
+    def watch() -> None:
+        index = 0
+        while not done.is_set():
+            calls = slack.calls
+            now = time.monotonic()
+            for c in calls[index:]:
+                if c.method == "chat.update" and c.ok and c.ts in changed and c.ts not in seen:
+                    seen[c.ts] = now
+            index = len(calls)
+            time.sleep(every)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
 def one_run(updates: int = UPDATES, seed: int = 3) -> dict[str, Any]:
     from connector.daemon import utc_now
 
@@ -71,20 +93,7 @@ def one_run(updates: int = UPDATES, seed: int = 3) -> dict[str, Any]:
         changed: dict[str, float] = {}  # parent ts → when its ticket was changed
         seen: dict[str, float] = {}
         done = threading.Event()
-
-        def watch() -> None:
-            index = 0
-            while not done.is_set():
-                calls = slack.calls
-                now = time.monotonic()
-                for c in calls[index:]:
-                    if c.method == "chat.update" and c.ok and c.ts in changed and c.ts not in seen:
-                        seen[c.ts] = now
-                index = len(calls)
-                time.sleep(0.02)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        watcher = watch_updates(slack, changed, seen, done, every=0.02)
         targets = list(seeder.open_ids)
         rng.shuffle(targets)
         for sys_id in targets[:updates]:

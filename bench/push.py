@@ -45,7 +45,7 @@ from typing import Any
 
 from bench.common import CHANNEL, build, median, percentile, settings_data, setup_logs, tmpdir
 from bench.harness import REPO, Seeder, simulators
-from bench.latency import parent_ts
+from bench.latency import parent_ts, watch_updates
 from connector.simulators.servicenow import ServiceNowSimulator
 from connector.simulators.slack import SlackSimulator
 from connector.simulators.snow_hooks import HintSender
@@ -146,20 +146,7 @@ def edits(
     changed: dict[str, float] = {}
     seen: dict[str, float] = {}
     done = threading.Event()
-
-    def watch() -> None:
-        index = 0
-        while not done.is_set():
-            calls = run.slack.calls
-            now = time.monotonic()
-            for c in calls[index:]:
-                if c.method == "chat.update" and c.ok and c.ts in changed and c.ts not in seen:
-                    seen[c.ts] = now
-            index = len(calls)
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    watcher = watch_updates(run.slack, changed, seen, done, every=0.005)
     targets = rng.sample(run.seeder.open_ids, count)
     for n, sys_id in enumerate(targets):
         time.sleep(rng.uniform(*gap))

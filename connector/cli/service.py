@@ -147,10 +147,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 _check_reload(settings, args.config)
 
         log.info(
-            "itsm-connector %s started: %s, channel %s, state %s",
+            "itsm-connector %s started: %s, channels %s, state %s",
             __version__,
             ", ".join(f"source {sn.name} ({sn.url})" for sn in settings.all_sources),
-            settings.slack.channel,
+            ", ".join(settings.all_channels),
             "a throwaway copy (dry run)" if getattr(args, "dry_run", False) else app.store.location,
         )
         notifier.send(READY=1, STATUS="started; first poll running")
